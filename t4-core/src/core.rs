@@ -1,0 +1,737 @@
+//! The state machine: request intake, group commit, apply, replies, WAL segment lifecycle,
+//! lease expiry.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand_core::{RngCore, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+
+use crate::error::Error;
+use crate::kv::{Event, KeyRange, LeaseId, Revision};
+use crate::lease::{DEFAULT_MIN_LEASE_TTL, LeaseTable, MAX_LEASE_TTL};
+use crate::mvcc::{Overlay, ReadView, Store, StoreError};
+use crate::request::{
+    CompactRequest, CompactResponse, LeaseGrantResponse, LeaseKeepAliveResponse,
+    LeaseLeasesResponse, LeaseRevokeResponse, LeaseTimeToLiveResponse, Request, Response,
+};
+use crate::time::Instant;
+use crate::txn;
+use crate::wal::{
+    LogEntry, LogOp, Recovery, SegmentId, SegmentInfo, encode_entry_frame, encode_segment_header,
+};
+use crate::write::RevisionWriter;
+
+/// Tunables of the core. [`Config::default`] gives etcd's limits.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Most compares / ops per txn level (etcd `--max-txn-ops`, default 128).
+    pub max_txn_ops: usize,
+    /// Largest request accepted, in bytes (etcd `--max-request-bytes`, default 1.5 MiB).
+    pub max_request_bytes: usize,
+    /// A WAL segment is sealed once it reaches this size.
+    pub segment_max_bytes: u64,
+    /// A WAL segment is sealed once it is this old (and holds entries).
+    pub segment_max_age: Duration,
+    /// Leases are granted at least this TTL, in seconds.
+    pub min_lease_ttl: i64,
+    /// The writer term stamped on entries.
+    pub term: u64,
+    /// Seed of the core's random choices (generated lease ids).
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_txn_ops: 128,
+            max_request_bytes: 3 * 512 * 1024,
+            segment_max_bytes: 64 << 20,
+            segment_max_age: Duration::from_secs(10),
+            min_lease_ttl: DEFAULT_MIN_LEASE_TTL,
+            term: 1,
+            seed: 0,
+        }
+    }
+}
+
+/// Identifies a client request; chosen by the adapter, echoed in [`Action::Reply`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u64);
+
+/// Identifies an IO the core asked for; echoed in [`Input::IoDone`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IoId(pub u64);
+
+/// Everything that can happen to the core.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// A client request.
+    Request {
+        /// The adapter's id for it.
+        id: RequestId,
+        /// The request.
+        request: Request,
+    },
+    /// An IO the core asked for has finished.
+    IoDone {
+        /// Which IO.
+        io: IoId,
+        /// `Err` carries a description of the failure.
+        result: Result<(), String>,
+    },
+}
+
+/// Something the adapter must do. Perform them in the order they are polled.
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// Append `bytes` to WAL segment `segment` — creating the file first (with
+    /// `create`, `bytes` then starts with the segment header) — then make it durable
+    /// (fdatasync, plus a directory sync after a create), then report `IoDone(io)`.
+    /// At most one is outstanding at a time.
+    WalAppend {
+        /// Completion id.
+        io: IoId,
+        /// The segment (its file name is [`crate::wal::segment_file_name`]).
+        segment: SegmentId,
+        /// Create the file (truncating any leftover of that name) before writing.
+        create: bool,
+        /// The bytes to append.
+        bytes: Bytes,
+    },
+    /// Delete a sealed WAL segment: the store holds its entries durably. No report needed.
+    WalDelete {
+        /// The segment.
+        segment: SegmentId,
+    },
+    /// Call [`Store::persist`], then report `IoDone(io)`. May run in the background.
+    PersistStore {
+        /// Completion id.
+        io: IoId,
+    },
+    /// Call [`Store::compact`] with `revision`, then report `IoDone(io)`. May run in the
+    /// background.
+    CompactStore {
+        /// Completion id.
+        io: IoId,
+        /// The compaction revision.
+        revision: Revision,
+    },
+    /// Deliver these events, already applied to the store, to watchers. Events are in
+    /// revision order and each revision's events arrive together.
+    Publish {
+        /// The events.
+        events: Arc<[Event]>,
+    },
+    /// Answer a request.
+    Reply {
+        /// The request.
+        id: RequestId,
+        /// The answer.
+        result: Result<Response, Error>,
+    },
+    /// The core can no longer make writes durable; it refuses writes from now on. Reads
+    /// from the store stay correct. Emitted once.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why [`Core::open`] failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// The store failed while replaying the WAL or loading leases.
+    #[error("store failed during recovery: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Decided work not yet durable: the log ops, their events, and the replies that wait on it.
+#[derive(Debug, Default)]
+struct Batch {
+    ops: Vec<LogOp>,
+    events: Vec<Event>,
+    replies: Vec<(RequestId, Result<Response, Error>)>,
+    /// Compaction replies that wait for the physical compaction too.
+    physical: Vec<(RequestId, Response, Revision)>,
+}
+
+impl Batch {
+    fn is_idle(&self) -> bool {
+        self.ops.is_empty() && self.replies.is_empty() && self.physical.is_empty()
+    }
+}
+
+#[derive(Debug)]
+struct InFlight {
+    io: IoId,
+    entry: LogEntry,
+    batch: Batch,
+}
+
+#[derive(Debug)]
+struct ActiveSegment {
+    id: SegmentId,
+    len: u64,
+    last_index: u64,
+    opened_at: Instant,
+}
+
+/// The physical compaction pipeline: one at a time, coalescing requests.
+#[derive(Debug, Default)]
+struct Compactor {
+    in_flight: Option<(IoId, Revision)>,
+    wanted: Revision,
+    done: Revision,
+    waiters: Vec<(RequestId, Response, Revision)>,
+}
+
+/// The t4 state machine. See the crate docs for the contract.
+pub struct Core<S: Store> {
+    config: Config,
+    store: S,
+    /// A view of the store as of the last apply (the store changes only when the core applies).
+    view: Option<S::View>,
+    failed: Option<String>,
+    overlay: Overlay,
+    leases: LeaseTable,
+    rng: Pcg64Mcg,
+    next_index: u64,
+    applied_index: u64,
+    open: Batch,
+    in_flight: Option<InFlight>,
+    active: Option<ActiveSegment>,
+    sealed: VecDeque<SegmentInfo>,
+    persist_in_flight: Option<(IoId, u64)>,
+    durable_index: u64,
+    compactor: Compactor,
+    next_io: u64,
+    actions: VecDeque<Action>,
+}
+
+impl<S: Store> Core<S> {
+    /// Opens the core over `store`, replaying `recovery` (from [`crate::wal::recover`] over the
+    /// local segments, already truncated by the adapter as it asked). Every lease restarts with
+    /// its full TTL from `now`.
+    pub fn open(
+        config: Config,
+        store: S,
+        recovery: Recovery,
+        now: Instant,
+    ) -> Result<Core<S>, OpenError> {
+        for entry in &recovery.entries {
+            store.apply(entry)?;
+        }
+        let view = store.view();
+        let mut leases = LeaseTable::default();
+        for (id, ttl) in store.leases()? {
+            leases.grant(id, ttl, now);
+        }
+        for (id, key) in store.lease_keys()? {
+            leases.attach(id, &key);
+        }
+        let applied_index = view.applied_index();
+        let compact_revision = view.compact_revision();
+        let mut core = Core {
+            rng: Pcg64Mcg::seed_from_u64(config.seed),
+            overlay: Overlay::new(view.revision(), compact_revision),
+            next_index: recovery.last_index.max(applied_index) + 1,
+            applied_index,
+            view: Some(view),
+            config,
+            store,
+            failed: None,
+            leases,
+            open: Batch::default(),
+            in_flight: None,
+            // Appends resume in a fresh segment; every recovered one is sealed.
+            active: None,
+            sealed: recovery.segments.into(),
+            persist_in_flight: None,
+            durable_index: 0,
+            compactor: Compactor {
+                done: 0,
+                ..Default::default()
+            },
+            next_io: 0,
+            actions: VecDeque::new(),
+        };
+        if compact_revision > 0 {
+            core.request_physical_compaction(compact_revision);
+        }
+        core.maybe_persist();
+        Ok(core)
+    }
+
+    /// Feeds one input. Afterwards drain [`Core::poll_action`].
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Request { id, request } => self.handle_request(now, id, request),
+            Input::IoDone { io, result } => self.handle_io(now, io, result),
+        }
+    }
+
+    /// The next action to perform, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Core::handle_timeout`] must be called next, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.failed.is_some() {
+            return None;
+        }
+        let seal = self
+            .active
+            .as_ref()
+            .map(|a| a.opened_at + self.config.segment_max_age);
+        [self.leases.next_expiry(), seal]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Handles every deadline that has passed at `now`: lease expiry, segment age.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.failed.is_some() {
+            return;
+        }
+        for id in self.leases.expired(now) {
+            if let Err(e) = self.revoke(id) {
+                self.fail(format!("revoking expired lease {id}: {e}"));
+                return;
+            }
+        }
+        self.maybe_seal(now);
+        self.maybe_flush(now);
+    }
+
+    /// The latest revision decided (it may not be durable yet).
+    pub fn revision(&self) -> Revision {
+        self.overlay.revision
+    }
+
+    /// Index of the last entry applied to the store.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// Why the core refuses writes, if it does.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    /// The store the core applies to.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The live leases.
+    pub fn leases(&self) -> &LeaseTable {
+        &self.leases
+    }
+
+    fn io_id(&mut self) -> IoId {
+        self.next_io += 1;
+        IoId(self.next_io)
+    }
+
+    fn fail(&mut self, reason: String) {
+        let in_flight = self.in_flight.take().map(|f| f.batch);
+        self.fail_with(reason, in_flight);
+    }
+
+    /// Enters the failed state: every waiting request (in `batch`, in flight, open) gets the
+    /// failure, and the adapter is told.
+    fn fail_with(&mut self, reason: String, batch: Option<Batch>) {
+        if self.failed.is_some() {
+            return;
+        }
+        self.failed = Some(reason.clone());
+        let err = Error::Failed(reason.clone());
+        let batches = [
+            batch,
+            self.in_flight.take().map(|f| f.batch),
+            Some(std::mem::take(&mut self.open)),
+        ];
+        for batch in batches.into_iter().flatten() {
+            for (id, _) in batch.replies {
+                self.actions.push_back(Action::Reply {
+                    id,
+                    result: Err(err.clone()),
+                });
+            }
+            for (id, _, _) in batch.physical {
+                self.actions.push_back(Action::Reply {
+                    id,
+                    result: Err(err.clone()),
+                });
+            }
+        }
+        self.actions.push_back(Action::Failed { reason });
+    }
+
+    fn handle_request(&mut self, now: Instant, id: RequestId, request: Request) {
+        if let Some(reason) = &self.failed {
+            let result = Err(Error::Failed(reason.clone()));
+            self.actions.push_back(Action::Reply { id, result });
+            return;
+        }
+        if request.approx_size() > self.config.max_request_bytes {
+            self.open.replies.push((id, Err(Error::RequestTooLarge)));
+            self.maybe_flush(now);
+            return;
+        }
+        let physical = matches!(
+            request,
+            Request::Compact(CompactRequest { physical: true, .. })
+        );
+        let result = self.decide(now, request);
+        match result {
+            Err(Error::Store(e)) => {
+                // A read failed while deciding: the overlay may hold half a request.
+                self.fail(format!("store read failed: {e}"));
+                self.actions.push_back(Action::Reply {
+                    id,
+                    result: Err(Error::Store(e)),
+                });
+                return;
+            }
+            Ok(resp @ Response::Compact(_)) if physical => {
+                let rev = self.overlay.compact_revision;
+                self.open.physical.push((id, resp, rev));
+            }
+            result => self.open.replies.push((id, result)),
+        }
+        self.maybe_flush(now);
+    }
+
+    /// Decides one request: validates it, resolves its changes into the open batch.
+    fn decide(&mut self, now: Instant, request: Request) -> Result<Response, Error> {
+        let revision = self.overlay.revision;
+        match request {
+            Request::Put(p) => {
+                txn::check_put_request(&p)?;
+                self.write(|w| txn::put(w, &p)).map(Response::Put)
+            }
+            Request::DeleteRange(d) => {
+                txn::check_delete_request(&d)?;
+                self.write(|w| txn::do_delete(w, &d))
+                    .map(Response::DeleteRange)
+            }
+            Request::Txn(t) => {
+                txn::check_txn_request(&t, self.config.max_txn_ops)?;
+                self.write(|w| txn::txn(w, &t)).map(Response::Txn)
+            }
+            Request::Compact(c) => {
+                if c.revision <= self.overlay.compact_revision {
+                    return Err(Error::Compacted);
+                }
+                if c.revision > revision {
+                    return Err(Error::FutureRevision);
+                }
+                self.overlay.compact_revision = c.revision;
+                self.open.ops.push(LogOp::Compact {
+                    revision: c.revision,
+                });
+                Ok(Response::Compact(CompactResponse { revision }))
+            }
+            Request::LeaseGrant { id, ttl } => {
+                if ttl > MAX_LEASE_TTL {
+                    return Err(Error::LeaseTtlTooLarge);
+                }
+                if id != 0 && self.leases.contains(id) {
+                    return Err(Error::LeaseExists);
+                }
+                let ttl = ttl.max(self.config.min_lease_ttl);
+                let id = if id != 0 { id } else { self.new_lease_id() };
+                self.leases.grant(id, ttl, now);
+                self.open.ops.push(LogOp::LeaseGrant { id, ttl });
+                Ok(Response::LeaseGrant(LeaseGrantResponse {
+                    revision,
+                    id,
+                    ttl,
+                }))
+            }
+            Request::LeaseRevoke { id } => {
+                if !self.leases.contains(id) {
+                    return Err(Error::LeaseNotFound);
+                }
+                self.revoke(id)?;
+                Ok(Response::LeaseRevoke(LeaseRevokeResponse {
+                    revision: self.overlay.revision,
+                }))
+            }
+            Request::LeaseKeepAlive { id } => {
+                let ttl = self.leases.renew(id, now).unwrap_or(0);
+                Ok(Response::LeaseKeepAlive(LeaseKeepAliveResponse {
+                    revision,
+                    id,
+                    ttl,
+                }))
+            }
+            Request::LeaseTimeToLive { id, keys } => {
+                let resp = match self.leases.get(id) {
+                    Some(lease) => LeaseTimeToLiveResponse {
+                        revision,
+                        id,
+                        ttl: self.leases.remaining(id, now).unwrap_or(0),
+                        granted_ttl: lease.ttl,
+                        keys: if keys {
+                            lease.keys.iter().cloned().collect()
+                        } else {
+                            Vec::new()
+                        },
+                    },
+                    None => LeaseTimeToLiveResponse {
+                        revision,
+                        id,
+                        ttl: -1,
+                        ..Default::default()
+                    },
+                };
+                Ok(Response::LeaseTimeToLive(resp))
+            }
+            Request::LeaseLeases => Ok(Response::LeaseLeases(LeaseLeasesResponse {
+                revision,
+                leases: self.leases.ids(),
+            })),
+        }
+    }
+
+    /// Runs `f` with a writer for the next revision and moves what it changed into the open
+    /// batch.
+    fn write<T>(
+        &mut self,
+        f: impl FnOnce(&mut RevisionWriter<'_, S::View>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let base = self.view.take().unwrap_or_else(|| self.store.view());
+        let mut w = RevisionWriter::new(&base, &mut self.overlay, &mut self.leases);
+        let result = f(&mut w);
+        let change = w.finish();
+        self.view = Some(base);
+        if let Some((op, events)) = change {
+            self.open.ops.push(op);
+            self.open.events.extend(events);
+        }
+        result
+    }
+
+    /// Revokes a lease: deletes its keys at one revision, then forgets it.
+    fn revoke(&mut self, id: LeaseId) -> Result<(), Error> {
+        let keys: Vec<Bytes> = self
+            .leases
+            .get(id)
+            .map(|l| l.keys.iter().cloned().collect())
+            .unwrap_or_default();
+        self.write(|w| {
+            for key in keys {
+                w.delete_range(&KeyRange::Single(key))?;
+            }
+            Ok(())
+        })?;
+        self.leases.revoke(id);
+        self.open.ops.push(LogOp::LeaseRevoke { id });
+        Ok(())
+    }
+
+    fn new_lease_id(&mut self) -> LeaseId {
+        loop {
+            let id = (self.rng.next_u64() >> 1) as i64;
+            if id != 0 && !self.leases.contains(id) {
+                return id;
+            }
+        }
+    }
+
+    /// Starts writing the open batch if nothing is in flight; releases replies that wait on
+    /// nothing.
+    fn maybe_flush(&mut self, now: Instant) {
+        if self.failed.is_some() || self.in_flight.is_some() || self.open.is_idle() {
+            return;
+        }
+        if self.open.ops.is_empty() {
+            // Nothing new to write and nothing in flight: what these replies saw is durable.
+            let batch = std::mem::take(&mut self.open);
+            self.release(batch);
+            return;
+        }
+        let mut batch = std::mem::take(&mut self.open);
+        let entry = LogEntry {
+            index: self.next_index,
+            term: self.config.term,
+            ops: std::mem::take(&mut batch.ops),
+        };
+        self.next_index += 1;
+        let frame = encode_entry_frame(&entry);
+        let (segment, create, bytes) = match &mut self.active {
+            Some(active) => {
+                active.len += frame.len() as u64;
+                (active.id, false, Bytes::from(frame))
+            }
+            None => {
+                let mut bytes = encode_segment_header(entry.index).to_vec();
+                bytes.extend_from_slice(&frame);
+                self.active = Some(ActiveSegment {
+                    id: entry.index,
+                    len: bytes.len() as u64,
+                    last_index: entry.index - 1,
+                    opened_at: now,
+                });
+                (entry.index, true, Bytes::from(bytes))
+            }
+        };
+        let io = self.io_id();
+        self.actions.push_back(Action::WalAppend {
+            io,
+            segment,
+            create,
+            bytes,
+        });
+        self.in_flight = Some(InFlight { io, entry, batch });
+    }
+
+    /// Emits the events and replies of a durable batch.
+    fn release(&mut self, batch: Batch) {
+        if !batch.events.is_empty() {
+            self.actions.push_back(Action::Publish {
+                events: batch.events.into(),
+            });
+        }
+        for (id, result) in batch.replies {
+            self.actions.push_back(Action::Reply { id, result });
+        }
+        for (id, resp, rev) in batch.physical {
+            if rev <= self.compactor.done {
+                self.actions.push_back(Action::Reply {
+                    id,
+                    result: Ok(resp),
+                });
+            } else {
+                self.compactor.waiters.push((id, resp, rev));
+            }
+        }
+    }
+
+    fn handle_io(&mut self, now: Instant, io: IoId, result: Result<(), String>) {
+        if self.in_flight.as_ref().is_some_and(|f| f.io == io) {
+            match result {
+                Ok(()) => self.complete_batch(now),
+                Err(e) => self.fail(format!("WAL write failed: {e}")),
+            }
+        } else if self.persist_in_flight.is_some_and(|(p, _)| p == io) {
+            let (_, target) = self.persist_in_flight.take().expect("checked above");
+            match result {
+                Ok(()) => {
+                    self.durable_index = self.durable_index.max(target);
+                    while self
+                        .sealed
+                        .front()
+                        .is_some_and(|s| s.last_index <= self.durable_index)
+                    {
+                        let seg = self.sealed.pop_front().expect("checked non-empty");
+                        self.actions
+                            .push_back(Action::WalDelete { segment: seg.id });
+                    }
+                    self.maybe_persist();
+                }
+                Err(e) => self.fail(format!("store persist failed: {e}")),
+            }
+        } else if self.compactor.in_flight.is_some_and(|(c, _)| c == io) {
+            let (_, rev) = self.compactor.in_flight.take().expect("checked above");
+            match result {
+                Ok(()) => {
+                    self.compactor.done = self.compactor.done.max(rev);
+                    let done = self.compactor.done;
+                    let (ready, waiting) = std::mem::take(&mut self.compactor.waiters)
+                        .into_iter()
+                        .partition(|(_, _, r)| *r <= done);
+                    self.compactor.waiters = waiting;
+                    for (id, resp, _) in ready {
+                        self.actions.push_back(Action::Reply {
+                            id,
+                            result: Ok(resp),
+                        });
+                    }
+                    if self.compactor.wanted > done {
+                        self.request_physical_compaction(self.compactor.wanted);
+                    }
+                }
+                Err(e) => self.fail(format!("compaction failed: {e}")),
+            }
+        }
+    }
+
+    /// The in-flight batch is durable: apply it, publish, reply, move on.
+    fn complete_batch(&mut self, now: Instant) {
+        let InFlight { entry, batch, .. } = self
+            .in_flight
+            .take()
+            .expect("called with a batch in flight");
+        if let Err(e) = self.store.apply(&entry) {
+            self.fail_with(format!("store apply failed: {e}"), Some(batch));
+            return;
+        }
+        self.view = Some(self.store.view());
+        self.applied_index = entry.index;
+        if let Some(rev) = entry.last_revision() {
+            self.overlay.applied_up_to(rev);
+        }
+        for op in &entry.ops {
+            if let LogOp::Compact { revision } = op {
+                self.request_physical_compaction(*revision);
+            }
+        }
+        if let Some(active) = &mut self.active {
+            active.last_index = entry.index;
+        }
+        self.release(batch);
+        self.maybe_seal(now);
+        self.maybe_persist();
+        self.maybe_flush(now);
+    }
+
+    fn request_physical_compaction(&mut self, revision: Revision) {
+        self.compactor.wanted = self.compactor.wanted.max(revision);
+        if self.compactor.in_flight.is_none() && self.compactor.wanted > self.compactor.done {
+            let io = self.io_id();
+            let revision = self.compactor.wanted;
+            self.compactor.in_flight = Some((io, revision));
+            self.actions
+                .push_back(Action::CompactStore { io, revision });
+        }
+    }
+
+    /// Seals the active segment once it is full or old, when no append to it is in flight.
+    fn maybe_seal(&mut self, now: Instant) {
+        if self.in_flight.is_some() {
+            return;
+        }
+        let Some(active) = &self.active else { return };
+        let full = active.len >= self.config.segment_max_bytes;
+        let old = now >= active.opened_at + self.config.segment_max_age;
+        if full || old {
+            let active = self.active.take().expect("checked above");
+            self.sealed.push_back(SegmentInfo {
+                id: active.id,
+                last_index: active.last_index,
+                len: active.len,
+            });
+            self.maybe_persist();
+        }
+    }
+
+    /// Asks the store to persist when sealed segments wait for it, so they can be deleted.
+    fn maybe_persist(&mut self) {
+        if self.persist_in_flight.is_some() || self.failed.is_some() {
+            return;
+        }
+        if !self.sealed.is_empty() {
+            let io = self.io_id();
+            self.persist_in_flight = Some((io, self.applied_index));
+            self.actions.push_back(Action::PersistStore { io });
+        }
+    }
+}

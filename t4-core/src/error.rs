@@ -1,0 +1,147 @@
+//! Errors the core reports, with etcd's exact messages.
+//!
+//! Every variant that etcd also has displays etcd's `rpctypes` string verbatim, because etcd
+//! clients match on those strings; [`Error::grpc_code`] gives etcd's gRPC status code. This is
+//! the one place those facts are written down.
+
+use crate::kv::MAX_KEY_LEN;
+
+/// gRPC status codes used by etcd's errors (numbers as in the gRPC specification).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(i32)]
+pub enum GrpcCode {
+    /// The operation was cancelled.
+    Cancelled = 1,
+    /// The client sent something invalid.
+    InvalidArgument = 3,
+    /// The deadline expired.
+    DeadlineExceeded = 4,
+    /// The named entity does not exist.
+    NotFound = 5,
+    /// A quota or limit is exhausted.
+    ResourceExhausted = 8,
+    /// The system is not in a state where the operation can run.
+    FailedPrecondition = 9,
+    /// An argument is outside the valid range (compacted or future revisions).
+    OutOfRange = 11,
+    /// The operation is not implemented.
+    Unimplemented = 12,
+    /// An internal invariant broke.
+    Internal = 13,
+    /// The service is temporarily unavailable; retrying may succeed.
+    Unavailable = 14,
+    /// Unrecoverable data loss or corruption.
+    DataLoss = 15,
+}
+
+/// Why a request failed. A failed request changed nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The request has an empty key.
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    /// `ignore_value` / `ignore_lease` on a key that does not exist.
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    /// `ignore_value` together with a value.
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    /// `ignore_lease` together with a lease.
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    /// A txn with more compares or operations than allowed.
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    /// A txn that writes one key twice (or puts inside a deleted range).
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    /// An unknown sort order or target.
+    #[error("etcdserver: invalid sort option")]
+    InvalidSortOption,
+    /// The requested revision was compacted away.
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    /// The requested revision has not happened yet.
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRevision,
+    /// The lease does not exist (never granted, revoked or expired).
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    /// A lease with the requested id already exists.
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    /// A lease TTL above etcd's maximum.
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
+    /// The request is larger than the configured maximum request size.
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    /// The key is longer than t4 supports.
+    #[error("t4: key is {len} bytes, larger than the {MAX_KEY_LEN}-byte limit")]
+    KeyTooLarge {
+        /// Length of the rejected key.
+        len: usize,
+    },
+    /// `range_end` sorts at or before `key`, so the range holds no key.
+    #[error("t4: invalid range: range_end sorts at or before key")]
+    InvalidRange,
+    /// The node can no longer make writes durable (a WAL or store write failed); it keeps
+    /// serving reads and must be restarted to accept writes again.
+    #[error("t4: node is failed and no longer accepts writes ({0}); restart it to recover")]
+    Failed(String),
+    /// The node is shutting down.
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    /// The store could not be read.
+    #[error("t4: store read failed: {0}")]
+    Store(String),
+}
+
+impl Error {
+    /// The gRPC status code etcd uses for this error.
+    pub fn grpc_code(&self) -> GrpcCode {
+        use Error::*;
+        match self {
+            EmptyKey
+            | KeyNotFound
+            | ValueProvided
+            | LeaseProvided
+            | TooManyOps
+            | DuplicateKey
+            | InvalidSortOption
+            | RequestTooLarge
+            | KeyTooLarge { .. }
+            | InvalidRange => GrpcCode::InvalidArgument,
+            Compacted | FutureRevision | LeaseTtlTooLarge => GrpcCode::OutOfRange,
+            LeaseNotFound => GrpcCode::NotFound,
+            LeaseExists => GrpcCode::FailedPrecondition,
+            Failed(_) | Stopped => GrpcCode::Unavailable,
+            Store(_) => GrpcCode::Internal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcd_errors_use_etcd_strings_and_codes() {
+        assert_eq!(
+            Error::Compacted.to_string(),
+            "etcdserver: mvcc: required revision has been compacted"
+        );
+        assert_eq!(Error::Compacted.grpc_code(), GrpcCode::OutOfRange);
+        assert_eq!(
+            Error::LeaseNotFound.to_string(),
+            "etcdserver: requested lease not found"
+        );
+        assert_eq!(Error::LeaseNotFound.grpc_code(), GrpcCode::NotFound);
+        assert_eq!(
+            Error::DuplicateKey.to_string(),
+            "etcdserver: duplicate key given in txn request"
+        );
+        assert_eq!(Error::EmptyKey.grpc_code(), GrpcCode::InvalidArgument);
+        assert_eq!(Error::LeaseExists.grpc_code(), GrpcCode::FailedPrecondition);
+    }
+}

@@ -1,0 +1,13 @@
+//! Multi-version storage: the store contract, the in-memory store, etcd's range semantics,
+//! and the overlay of decided-but-unapplied writes.
+
+mod mem;
+mod overlay;
+mod range;
+mod store;
+mod versions;
+
+pub use mem::{MemStore, MemView};
+pub use overlay::{Overlay, OverlayView};
+pub use range::{range, read_revision};
+pub use store::{ReadView, Store, StoreError};

@@ -1,0 +1,129 @@
+//! etcd's Range semantics over any [`ReadView`]: revision checks, limit, count, sort,
+//! revision filters, keys-only and count-only, exactly as etcd computes them.
+
+use std::cmp::Ordering;
+use std::ops::ControlFlow;
+
+use super::store::{ReadView, StoreError};
+use crate::error::Error;
+use crate::kv::{KeyRange, KeyValue, Revision};
+use crate::request::{RangeRequest, RangeResponse, SortOrder, SortTarget};
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Error {
+        match e {
+            StoreError::Compacted => Error::Compacted,
+            other => Error::Store(other.to_string()),
+        }
+    }
+}
+
+/// The revision a read at `requested` (0 = current) is served at, after etcd's checks.
+pub fn read_revision(view: &impl ReadView, requested: Revision) -> Result<Revision, Error> {
+    let current = view.revision();
+    if requested <= 0 {
+        return Ok(current);
+    }
+    if requested > current {
+        return Err(Error::FutureRevision);
+    }
+    if requested < view.compact_revision() {
+        return Err(Error::Compacted);
+    }
+    Ok(requested)
+}
+
+fn default_ordering(target: SortTarget, order: SortOrder) -> bool {
+    order == SortOrder::None || (target == SortTarget::Key && order == SortOrder::Ascend)
+}
+
+fn has_revision_filters(r: &RangeRequest) -> bool {
+    r.min_mod_revision != 0
+        || r.max_mod_revision != 0
+        || r.min_create_revision != 0
+        || r.max_create_revision != 0
+}
+
+/// Serves `req` from `view` (the request's key must already be checked non-empty).
+pub fn range(view: &impl ReadView, req: &RangeRequest) -> Result<RangeResponse, Error> {
+    if req.key.is_empty() {
+        return Err(Error::EmptyKey);
+    }
+    let at = read_revision(view, req.revision)?;
+    let mut resp = RangeResponse {
+        revision: view.revision(),
+        ..Default::default()
+    };
+    let keys = KeyRange::from_etcd(&req.key, &req.range_end);
+    if keys.is_empty() {
+        return Ok(resp);
+    }
+
+    // Like etcd: fetch one more than the limit to learn `more`, unless sorting or filtering
+    // needs every key first.
+    let fetch_all = !default_ordering(req.sort_target, req.sort_order) || has_revision_filters(req);
+    let fetch_limit = if fetch_all || req.limit <= 0 {
+        usize::MAX
+    } else {
+        (req.limit as usize).saturating_add(1)
+    };
+    let mut count: i64 = 0;
+    let mut kvs: Vec<KeyValue> = Vec::new();
+    view.scan(&keys, at, &mut |kv| {
+        count += 1;
+        if !req.count_only && kvs.len() < fetch_limit {
+            kvs.push(kv);
+        }
+        ControlFlow::Continue(())
+    })?;
+    resp.count = count;
+    if req.count_only {
+        return Ok(resp);
+    }
+
+    if req.max_mod_revision != 0 {
+        kvs.retain(|kv| kv.mod_revision <= req.max_mod_revision);
+    }
+    if req.min_mod_revision != 0 {
+        kvs.retain(|kv| kv.mod_revision >= req.min_mod_revision);
+    }
+    if req.max_create_revision != 0 {
+        kvs.retain(|kv| kv.create_revision <= req.max_create_revision);
+    }
+    if req.min_create_revision != 0 {
+        kvs.retain(|kv| kv.create_revision >= req.min_create_revision);
+    }
+
+    let mut order = req.sort_order;
+    if req.sort_target != SortTarget::Key && order == SortOrder::None {
+        order = SortOrder::Ascend;
+    }
+    if !default_ordering(req.sort_target, order) {
+        let by = |a: &KeyValue, b: &KeyValue| -> Ordering {
+            match req.sort_target {
+                SortTarget::Key => a.key.cmp(&b.key),
+                SortTarget::Version => a.version.cmp(&b.version),
+                SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+                SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+                SortTarget::Value => a.value.cmp(&b.value),
+            }
+        };
+        // Stable: ties keep key order.
+        match order {
+            SortOrder::Descend => kvs.sort_by(|a, b| by(b, a)),
+            _ => kvs.sort_by(by),
+        }
+    }
+
+    if req.limit > 0 && kvs.len() > req.limit as usize {
+        kvs.truncate(req.limit as usize);
+        resp.more = true;
+    }
+    if req.keys_only {
+        for kv in &mut kvs {
+            kv.value = Default::default();
+        }
+    }
+    resp.kvs = kvs;
+    Ok(resp)
+}

@@ -1,0 +1,83 @@
+//! The store contract: what the core needs from whatever keeps the data.
+//!
+//! The core decides; the store keeps. A store applies resolved [`LogEntry`]s atomically and
+//! serves reads at any retained revision. It is *not* responsible for durability of recent
+//! writes — the WAL is the source of truth, and the core replays the WAL past the store's
+//! applied index on open — but it must record its applied index atomically with every entry
+//! so that replay starts at the right place, and make everything applied durable on
+//! [`Store::persist`] (after which the core may delete the WAL that holds it).
+
+use std::ops::ControlFlow;
+
+use bytes::Bytes;
+
+use crate::kv::{Event, KeyRange, KeyValue, LeaseId, Revision};
+use crate::wal::LogEntry;
+
+/// A store failure.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The revision asked for was compacted (possible for a view older than a compaction).
+    #[error("required revision has been compacted")]
+    Compacted,
+    /// The data on disk could not be read or written.
+    #[error("{0}")]
+    Io(String),
+    /// The data on disk is damaged or from an unknown format.
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+/// A consistent read-only view of a store: every read through one view sees the same applied
+/// state, however many entries are applied meanwhile.
+pub trait ReadView {
+    /// Index of the last log entry applied in this view (0 for an empty store).
+    fn applied_index(&self) -> u64;
+    /// The store revision in this view (1 for an empty store).
+    fn revision(&self) -> Revision;
+    /// Revisions below this are compacted (0 = never compacted).
+    fn compact_revision(&self) -> Revision;
+    /// The key as of revision `rev` (`rev <= self.revision()`).
+    fn get(&self, key: &[u8], rev: Revision) -> Result<Option<KeyValue>, StoreError>;
+    /// Visits, in key order, every key of `range` that exists at revision `rev`, until the
+    /// visitor breaks.
+    fn scan(
+        &self,
+        range: &KeyRange,
+        rev: Revision,
+        visit: &mut dyn FnMut(KeyValue) -> ControlFlow<()>,
+    ) -> Result<(), StoreError>;
+    /// Visits, in revision order, the events of revisions `from..=to` (without `prev_kv`),
+    /// until the visitor breaks.
+    fn events(
+        &self,
+        from: Revision,
+        to: Revision,
+        visit: &mut dyn FnMut(Event) -> ControlFlow<()>,
+    ) -> Result<(), StoreError>;
+}
+
+/// Keeps the data: applies committed entries, serves consistent views.
+///
+/// Implementations: [`crate::mvcc::MemStore`] (tests, simulator) and the fjall store of the
+/// adapters. `apply` is called by the core only, one entry at a time, in index order; views
+/// and reads may run concurrently from any thread.
+pub trait Store: Send + Sync + 'static {
+    /// The view type.
+    type View: ReadView + Send + 'static;
+
+    /// A consistent view of everything applied so far.
+    fn view(&self) -> Self::View;
+    /// Applies one entry atomically (all of it or, after a crash, none of it), recording its
+    /// index as applied.
+    fn apply(&self, entry: &LogEntry) -> Result<(), StoreError>;
+    /// Every lease with its granted TTL, as applied.
+    fn leases(&self) -> Result<Vec<(LeaseId, i64)>, StoreError>;
+    /// Every `(lease, key)` attachment of live keys, as applied.
+    fn lease_keys(&self) -> Result<Vec<(LeaseId, Bytes)>, StoreError>;
+    /// Makes every applied entry durable.
+    fn persist(&self) -> Result<(), StoreError>;
+    /// Physically removes history that compaction to `revision` made unreachable. Cheap when
+    /// already done. May run concurrently with `apply` and reads.
+    fn compact(&self, revision: Revision) -> Result<(), StoreError>;
+}
