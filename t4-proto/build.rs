@@ -1,0 +1,40 @@
+//! Compiles the etcd v3 `.proto` files in `proto/` into Rust.
+//!
+//! `protox` parses the files in pure Rust (no system `protoc` needed) into a
+//! `FileDescriptorSet`; `tonic-prost-build` turns that into prost messages and
+//! tonic clients and servers. The encoded descriptor set is also written to
+//! `OUT_DIR` so the crate can embed it for gRPC reflection.
+
+use std::{env, fs, path::PathBuf};
+
+use prost::Message as _;
+
+/// The files compiled, relative to the `proto/` include directory.
+const PROTOS: &[&str] = &[
+    "mvccpb/kv.proto",
+    "authpb/auth.proto",
+    "etcdserverpb/rpc.proto",
+    "grpc/health/v1/health.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+
+    let fds = protox::Compiler::new(["proto"])?
+        .include_source_info(true)
+        .include_imports(true)
+        .open_files(PROTOS)?
+        .file_descriptor_set();
+
+    fs::write(out_dir.join("t4_descriptor.bin"), fds.encode_to_vec())?;
+
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .emit_rerun_if_changed(false)
+        .compile_fds(fds)?;
+
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! The etcd v3 wire protocol, as used by t4.
+//!
+//! t4 speaks the etcd v3 gRPC API so that existing etcd clients (etcdctl, the
+//! Go `clientv3`, the Rust `etcd-client` crate, ...) can talk to it. This crate
+//! holds only the protocol: the `.proto` definitions in `proto/` (written for
+//! t4, matching etcd's package, message, field and service names and numbers)
+//! and the Rust code that prost and tonic generate from them at build time. It
+//! has no logic of its own.
+//!
+//! Modules follow the protobuf packages:
+//!
+//! * [`etcdserverpb`]: the KV, Watch, Lease, Cluster, Maintenance and Auth
+//!   services and their messages. Servers are reached as e.g.
+//!   [`etcdserverpb::kv_server::KvServer`] with the
+//!   [`etcdserverpb::kv_server::Kv`] trait, clients as
+//!   [`etcdserverpb::kv_client::KvClient`].
+//! * [`mvccpb`]: `KeyValue` and `Event`.
+//! * [`authpb`]: users, roles and permissions.
+//! * [`health::v1`]: the standard gRPC health service (`grpc.health.v1`).
+//!
+//! [`FILE_DESCRIPTOR_SET`] is the encoded descriptor set of all of these
+//! files, for serving gRPC reflection.
+
+/// Package `etcdserverpb`: the etcd v3 client-facing services and messages.
+#[allow(missing_docs, clippy::all, clippy::pedantic, clippy::nursery)]
+pub mod etcdserverpb {
+    include!(concat!(env!("OUT_DIR"), "/etcdserverpb.rs"));
+}
+
+/// Package `mvccpb`: stored key-value pairs and watch events.
+#[allow(missing_docs, clippy::all, clippy::pedantic, clippy::nursery)]
+pub mod mvccpb {
+    include!(concat!(env!("OUT_DIR"), "/mvccpb.rs"));
+}
+
+/// Package `authpb`: users, roles and permissions.
+#[allow(missing_docs, clippy::all, clippy::pedantic, clippy::nursery)]
+pub mod authpb {
+    include!(concat!(env!("OUT_DIR"), "/authpb.rs"));
+}
+
+/// The gRPC health checking protocol.
+pub mod health {
+    /// Package `grpc.health.v1`: the `Health` service.
+    #[allow(missing_docs, clippy::all, clippy::pedantic, clippy::nursery)]
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/grpc.health.v1.rs"));
+    }
+}
+
+/// The encoded `google.protobuf.FileDescriptorSet` of every `.proto` file in
+/// this crate (with their imports and source info), for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/t4_descriptor.bin"));
