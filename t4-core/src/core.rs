@@ -283,9 +283,12 @@ impl<S: Store> Core<S> {
         if self.failed.is_some() {
             return None;
         }
+        // While an append is in flight the segment cannot be sealed (the append's completion
+        // seals it), so its deadline is not one `handle_timeout` could act on.
         let seal = self
             .active
             .as_ref()
+            .filter(|_| self.in_flight.is_none())
             .map(|a| a.opened_at + self.config.segment_max_age);
         [self.leases.next_expiry(), seal]
             .into_iter()
@@ -311,6 +314,20 @@ impl<S: Store> Core<S> {
     /// The latest revision decided (it may not be durable yet).
     pub fn revision(&self) -> Revision {
         self.overlay.revision
+    }
+
+    /// The store revision as of the last apply: every write up to it is durable and visible
+    /// to reads.
+    pub fn applied_revision(&self) -> Revision {
+        self.view
+            .as_ref()
+            .map_or_else(|| self.store.view().revision(), |v| v.revision())
+    }
+
+    /// Whether nothing is in flight or waiting: no append, no unanswered request. A node that
+    /// shuts down stops taking requests and waits for this before closing the store.
+    pub fn is_quiescent(&self) -> bool {
+        self.in_flight.is_none() && self.open.is_idle() && self.compactor.waiters.is_empty()
     }
 
     /// Index of the last entry applied to the store.
@@ -369,6 +386,13 @@ impl<S: Store> Core<S> {
                     result: Err(err.clone()),
                 });
             }
+        }
+        // Physical compactions that will now never be reported done.
+        for (id, _, _) in std::mem::take(&mut self.compactor.waiters) {
+            self.actions.push_back(Action::Reply {
+                id,
+                result: Err(err.clone()),
+            });
         }
         self.actions.push_back(Action::Failed { reason });
     }

@@ -34,7 +34,8 @@ pub enum GrpcCode {
     DataLoss = 15,
 }
 
-/// Why a request failed. A failed request changed nothing.
+/// Why a request failed. A failed request changed nothing — except possibly one answered
+/// [`Error::Failed`], whose outcome can be unknown (see there).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// The request has an empty key.
@@ -87,6 +88,12 @@ pub enum Error {
     InvalidRange,
     /// The node can no longer make writes durable (a WAL or store write failed); it keeps
     /// serving reads and must be restarted to accept writes again.
+    ///
+    /// For a write that was in the WAL append in flight when the node failed (whether that
+    /// append's fsync or another IO failed), the outcome is **unknown**, as after a timeout:
+    /// its bytes may have reached the disk (or the page cache), and a restart then recovers
+    /// and applies it. Requests that arrive later, or that were still waiting for the next
+    /// append, did not happen.
     #[error("t4: node is failed and no longer accepts writes ({0}); restart it to recover")]
     Failed(String),
     /// The node is shutting down.

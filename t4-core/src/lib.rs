@@ -36,7 +36,9 @@
 //!   (read-only txns, lease queries) that observed a decided-but-not-durable write.
 //! * If an append fails, the core stops: every waiting request gets [`Error::Failed`], later
 //!   writes too, and [`Action::Failed`] tells the adapter. The store only ever holds durable
-//!   entries, so reads stay correct; a restart recovers from the WAL.
+//!   entries, so reads stay correct; a restart recovers from the WAL. The requests of the
+//!   append in flight when the core failed have an unknown outcome: their bytes may be on
+//!   disk, and the restart may recover them.
 //! * Sealed WAL segments are deleted ([`Action::WalDelete`]) only after a
 //!   [`Action::PersistStore`] completed that covers every entry in them.
 //!

@@ -125,7 +125,11 @@ fn check_intervals(ops: &[RequestOp]) -> Result<(Vec<Bytes>, Vec<DelInterval>), 
             if deleted(&dels, k) {
                 return Err(Error::DuplicateKey);
             }
-            puts.push(k.clone());
+            // etcd keeps a set: a key both branches put is listed once, or an enclosing
+            // level would see it "twice" and refuse a valid txn.
+            if !puts.contains(k) {
+                puts.push(k.clone());
+            }
         }
         dels.extend(dels_then);
         dels.extend(dels_else);

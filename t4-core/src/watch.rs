@@ -90,7 +90,10 @@ pub fn replay(
         ControlFlow::Continue(())
     })?;
     for mut event in matched {
-        if filter.prev_kv {
+        // An event that creates its key has no prev_kv, as in etcd (which skips the lookup), even
+        // when the same revision deleted an older version of the key first.
+        let creates = event.kind == EventKind::Put && event.kv.create_revision == event.revision();
+        if filter.prev_kv && !creates {
             // The store keeps no prev_kv with events; read it from the revision before.
             // A compacted previous version simply yields no prev_kv, as in etcd.
             event.prev_kv = view.get(&event.kv.key, event.revision() - 1).ok().flatten();
@@ -98,6 +101,56 @@ pub fn replay(
         out.events.push(filter.shape(&event));
     }
     Ok(out)
+}
+
+/// Where one watch stands: the next revision it must deliver. Every adapter drives watches
+/// through a cursor, which is what makes delivery exactly-once and in order whether events
+/// arrive live (from [`crate::Action::Publish`]) or are replayed from the store after the
+/// watch started in the past or fell behind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchCursor {
+    /// What the watch selects.
+    pub filter: WatchFilter,
+    /// The first revision not yet delivered.
+    pub next: Revision,
+}
+
+impl WatchCursor {
+    /// A cursor that delivers revisions from `start` on.
+    pub fn new(filter: WatchFilter, start: Revision) -> WatchCursor {
+        WatchCursor {
+            filter,
+            next: start,
+        }
+    }
+
+    /// Takes a batch of live events. Returns what to deliver, or `None` if the batch starts
+    /// after a revision the cursor has not seen yet (the watch fell behind or has not caught
+    /// up: replay from the store first). Revisions already delivered are skipped.
+    pub fn accept_live(&mut self, events: &[Event]) -> Option<Vec<Event>> {
+        let first = events.first()?.revision();
+        if first > self.next {
+            return None;
+        }
+        let mut out = Vec::new();
+        for event in events.iter().filter(|e| e.revision() >= self.next) {
+            if self.filter.matches(event) {
+                out.push(self.filter.shape(event));
+            }
+        }
+        if let Some(last) = events.last() {
+            self.next = self.next.max(last.revision() + 1);
+        }
+        Some(out)
+    }
+
+    /// Replays up to about `max_events` events from `view`, advancing the cursor. The watch
+    /// is caught up with `view` when `self.next > view.revision()` afterwards.
+    pub fn replay(&mut self, view: &impl ReadView, max_events: usize) -> Result<Vec<Event>, Error> {
+        let r = replay(view, &self.filter, self.next, max_events)?;
+        self.next = self.next.max(r.next);
+        Ok(r.events)
+    }
 }
 
 #[cfg(test)]
@@ -174,6 +227,44 @@ mod tests {
             Err(Error::Compacted)
         );
         assert!(replay(&s.view(), &filter("a", false), 2, 10).is_ok());
+    }
+
+    #[test]
+    fn a_cursor_delivers_each_revision_once_across_replay_and_live_events() {
+        let s = MemStore::new();
+        s.apply(&put_entry(1, 2, "a", 1)).unwrap();
+        s.apply(&put_entry(2, 3, "a", 2)).unwrap();
+        let mut c = WatchCursor::new(filter("a", false), 2);
+        // A live batch from the future cannot be taken before replay.
+        let live4 = vec![Event {
+            kind: EventKind::Put,
+            kv: KeyValue {
+                key: Bytes::from_static(b"a"),
+                mod_revision: 4,
+                ..Default::default()
+            },
+            prev_kv: None,
+        }];
+        assert_eq!(c.accept_live(&live4), None);
+        let replayed = c.replay(&s.view(), 100).unwrap();
+        assert_eq!(
+            replayed.iter().map(|e| e.revision()).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        assert_eq!(c.next, 4);
+        // A live batch overlapping what replay delivered is deduplicated.
+        s.apply(&put_entry(3, 4, "a", 3)).unwrap();
+        let overlap = vec![replayed[1].clone(), live4[0].clone()];
+        assert_eq!(
+            c.accept_live(&overlap)
+                .unwrap()
+                .iter()
+                .map(|e| e.revision())
+                .collect::<Vec<_>>(),
+            vec![4]
+        );
+        assert_eq!(c.accept_live(&overlap).unwrap(), vec![]);
+        assert_eq!(c.next, 5);
     }
 
     #[test]

@@ -101,7 +101,18 @@ impl<'a, V: ReadView> RevisionWriter<'a, V> {
             doomed.push(kv);
             ControlFlow::Continue(())
         })?;
+        // Watchers get the key as of the previous revision (etcd reads it at rev - 1), even
+        // when this revision put it first: a txn may put a key and then delete it with a
+        // from-key delete or a later nested txn, which etcd's duplicate check lets through.
+        let mut event_prevs = Vec::with_capacity(doomed.len());
         for prev in &doomed {
+            event_prevs.push(if prev.mod_revision == self.revision {
+                self.view().get(&prev.key, self.revision - 1)?
+            } else {
+                Some(prev.clone())
+            });
+        }
+        for (prev, event_prev) in doomed.iter().zip(event_prevs) {
             self.leases.detach(prev.lease, &prev.key);
             self.overlay.record(prev.key.clone(), self.revision, None);
             self.mark_changed();
@@ -117,7 +128,7 @@ impl<'a, V: ReadView> RevisionWriter<'a, V> {
             self.events.push(Event {
                 kind: EventKind::Delete,
                 kv,
-                prev_kv: Some(prev.clone()),
+                prev_kv: event_prev,
             });
         }
         Ok(doomed)

@@ -1,6 +1,8 @@
 //! Multi-version storage: the store contract, the in-memory store, etcd's range semantics,
 //! and the overlay of decided-but-unapplied writes.
 
+#[cfg(any(test, feature = "test-suite"))]
+pub mod conformance;
 mod mem;
 mod overlay;
 mod range;

@@ -235,8 +235,11 @@ pub fn recover(segments: &[(SegmentId, Bytes)], applied_index: u64) -> Result<Re
         if scan.torn {
             out.truncate = Some((*id, scan.valid_len));
         }
-        if scan.torn && scan.valid_len == 0 {
-            // The crash hit while the segment was being created: it never held an entry.
+        if is_last && scan.entries.is_empty() {
+            // The crash hit while the segment was being created (its first append carries the
+            // header and the first entry together): it never held an entry. Remove it, or the
+            // core would list it as sealed and later delete the new segment reusing its name.
+            out.truncate = Some((*id, 0));
             continue;
         }
         if let Some(prev) = prev_last
