@@ -1,0 +1,490 @@
+//! The fjall store: t4's [`Store`] on disk.
+//!
+//! One fjall [`Database`] in the store directory, with six keyspaces:
+//!
+//! | keyspace     | key                                 | value                                  |
+//! |--------------|-------------------------------------|----------------------------------------|
+//! | `meta`       | `format_version`                    | format version (`u32`), written once   |
+//! | `meta`       | `state`                             | applied index, revision, compact revision, compaction progress |
+//! | `latest`     | user key                            | the key's current version              |
+//! | `history`    | escaped user key ++ revision        | the version written then, or a tombstone |
+//! | `revlog`     | revision ++ index of the change     | put or delete ++ user key              |
+//! | `leases`     | lease id                            | TTL                                    |
+//! | `lease_keys` | lease id ++ user key                | empty                                  |
+//!
+//! (encodings in `format.rs`). Current reads — the common case — are one lookup in `latest`;
+//! reads at older revisions find the newest `history` version at or below the revision;
+//! watch catch-up walks `revlog` and takes put values from `history` (so a value is stored
+//! twice, not three times). The meta numbers share one `state` record so that a view costs
+//! a snapshot and one lookup.
+//!
+//! Every entry is applied as **one** fjall write batch holding all its changes and the new
+//! `state` record (applied index, revision, compact revision), so a view — a fjall snapshot
+//! that reads `state` from itself — never sees half an entry, and after a crash the store
+//! holds a prefix of the applied entries with `state` saying exactly which.
+//!
+//! ## Why there is no fsync on apply
+//!
+//! The t4 WAL is the source of truth: an entry reaches the store only after the WAL made it
+//! durable, and on open the core replays the WAL past the store's applied index. So the store
+//! only has to be *consistent* after a crash, not complete; batches are handed to the OS
+//! without `fsync`, and [`Store::persist`] (`fsync` of fjall's journal) is called when the
+//! core wants to delete WAL segments that the store then covers.
+//!
+//! ## Physical compaction
+//!
+//! [`Store::compact`] runs beside applies and reads. It first records `compacting = R` (reads
+//! below `R` are refused from then on, so no view ever sees history half-removed), then for
+//! every key changed since the previous compaction (found through `revlog`) deletes the
+//! `history` versions no read at `R` or later can reach, deletes `revlog` below `R`, all in
+//! bounded batches, and finally records `physically_compacted`. A crash in between leaves
+//! extra history that the next compaction removes.
+
+mod format;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode, Readable};
+use t4_core::kv::MAX_KEY_LEN;
+use t4_core::wal::{Change, LogEntry, LogOp};
+use t4_core::{LeaseId, Revision, Store, StoreError};
+
+use format::State;
+pub use view::FjallView;
+
+/// Deletions per write batch during physical compaction: bounds memory on big stores.
+const COMPACTION_BATCH_ITEMS: usize = 4096;
+/// Bytes of keys per write batch during physical compaction.
+const COMPACTION_BATCH_BYTES: usize = 4 << 20;
+/// Keys remembered as already compacted while walking `revlog` (then forgotten, which
+/// only costs a repeated, idempotent look at a key).
+const COMPACTION_SEEN_KEYS: usize = 65_536;
+
+/// t4's store on fjall. Cloning gives another handle to the same store.
+#[derive(Clone)]
+pub struct FjallStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    meta: Keyspace,
+    latest: Keyspace,
+    history: Keyspace,
+    revlog: Keyspace,
+    leases: Keyspace,
+    lease_keys: Keyspace,
+    /// The `state` record as last committed. Every writer of `state` (apply, compact) holds
+    /// this lock across building and committing its batch, so writers never lose each
+    /// other's fields. Readers never take it: a view reads `state` from its snapshot.
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for FjallStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FjallStore")
+            .field("state", &*self.inner.lock_state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Maps a fjall error to [`StoreError::Io`], saying what was being done.
+fn io(what: &'static str) -> impl FnOnce(fjall::Error) -> StoreError {
+    move |e| StoreError::Io(format!("{what}: {e}"))
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+const KEYSPACES: [&str; 5] = ["latest", "history", "revlog", "leases", "lease_keys"];
+
+impl FjallStore {
+    /// Opens the store in directory `path`, creating it if needed.
+    ///
+    /// Fails with [`StoreError::Corrupt`] if the directory holds a store written by a newer
+    /// t4 (a higher format version) or something that is not a t4 store, and with
+    /// [`StoreError::Io`] if fjall cannot open it.
+    pub fn open(path: &Path) -> Result<FjallStore, StoreError> {
+        let db = Database::builder(path)
+            .open()
+            .map_err(|e| StoreError::Io(format!("opening the store at {}: {e}", path.display())))?;
+        let fresh = !db.keyspace_exists("meta");
+        if fresh && db.keyspace_count() > 0 {
+            return Err(corrupt(format_args!(
+                "{} holds a fjall database that is not a t4 store",
+                path.display()
+            )));
+        }
+        let meta = db
+            .keyspace("meta", KeyspaceCreateOptions::default)
+            .map_err(io("opening keyspace meta"))?;
+        // Check the format before touching anything else: a newer store must stay untouched.
+        let state = existing_state(&meta, path)?;
+        let [latest, history, revlog, leases, lease_keys] = KEYSPACES.map(|name| {
+            db.keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(|e| StoreError::Io(format!("opening store keyspace {name}: {e}")))
+        });
+        let inner = Inner {
+            latest: latest?,
+            history: history?,
+            revlog: revlog?,
+            leases: leases?,
+            lease_keys: lease_keys?,
+            state: Mutex::new(state.unwrap_or_default()),
+            meta,
+            db,
+        };
+        if state.is_none() {
+            let mut batch = inner.db.batch();
+            batch.insert(
+                &inner.meta,
+                format::FORMAT_KEY,
+                format::FORMAT_VERSION.to_be_bytes(),
+            );
+            batch.insert(&inner.meta, format::STATE_KEY, State::default().encode());
+            batch.commit().map_err(io("creating the store"))?;
+            inner
+                .db
+                .persist(PersistMode::SyncAll)
+                .map_err(io("creating the store"))?;
+        }
+        Ok(FjallStore {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+/// The state of the store in `meta`; `None` if the store was never created (or its creation
+/// was interrupted: format and state are written together, before anything else). Refuses a
+/// store of a newer format.
+fn existing_state(meta: &Keyspace, path: &Path) -> Result<Option<State>, StoreError> {
+    let at = path.display();
+    let version = meta
+        .get(format::FORMAT_KEY)
+        .map_err(io("reading the format version"))?;
+    let state = meta
+        .get(format::STATE_KEY)
+        .map_err(io("reading the store state"))?;
+    let (version, state) = match (version, state) {
+        (None, None) => return Ok(None),
+        (None, Some(_)) => return Err(corrupt(format_args!("{at} has no format version"))),
+        (Some(version), state) => (version, state),
+    };
+    let version = <[u8; 4]>::try_from(version.as_ref())
+        .map(u32::from_be_bytes)
+        .map_err(|_| corrupt(format_args!("{at} has a malformed format version")))?;
+    if version > format::FORMAT_VERSION {
+        return Err(corrupt(format_args!(
+            "the store at {at} was written by a newer t4 (store format version {version}; this t4 reads \
+             version {} and older): upgrade t4 to open it",
+            format::FORMAT_VERSION
+        )));
+    }
+    let state = state.ok_or_else(|| corrupt(format_args!("{at} has no state record")))?;
+    let state = State::decode(&state)
+        .ok_or_else(|| corrupt(format_args!("{at} has a malformed state record")))?;
+    Ok(Some(state))
+}
+
+impl Inner {
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave `State` half-written (it is replaced
+        // whole, after a successful commit), so a poisoned lock is still right.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Commits `state` alone; the caller holds the state lock.
+    fn commit_state(&self, state: &State) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        batch.insert(&self.meta, format::STATE_KEY, state.encode());
+        batch.commit().map_err(io("writing the store state"))
+    }
+}
+
+/// Changes of one entry to keys that one entry may write more than once (the same key in
+/// several revisions of a group commit); the last write wins, and each key goes into the
+/// batch once.
+#[derive(Default)]
+struct LastWrites {
+    latest: BTreeMap<Bytes, Option<Bytes>>,
+    lease_keys: BTreeMap<Vec<u8>, bool>,
+    leases: BTreeMap<LeaseId, Option<i64>>,
+}
+
+impl LastWrites {
+    fn detach(&mut self, lease: LeaseId, key: &[u8]) {
+        if lease != 0 {
+            self.lease_keys.insert(format::lease_key(lease, key), false);
+        }
+    }
+
+    fn attach(&mut self, lease: LeaseId, key: &[u8]) {
+        if lease != 0 {
+            self.lease_keys.insert(format::lease_key(lease, key), true);
+        }
+    }
+}
+
+impl Store for FjallStore {
+    type View = FjallView;
+
+    fn view(&self) -> FjallView {
+        FjallView::new(self.inner.clone())
+    }
+
+    fn apply(&self, entry: &LogEntry) -> Result<(), StoreError> {
+        let inner = &*self.inner;
+        let mut state = inner.lock_state();
+        if entry.index != state.applied_index + 1 {
+            return Err(StoreError::Corrupt(format!(
+                "entry {} applied out of order (store has applied {})",
+                entry.index, state.applied_index
+            )));
+        }
+        let mut next = *state;
+        let mut batch = inner.db.batch();
+        let mut last = LastWrites::default();
+        for op in &entry.ops {
+            match op {
+                LogOp::Revision { revision, changes } => {
+                    for (i, change) in changes.iter().enumerate() {
+                        let index = u32::try_from(i).map_err(|_| {
+                            corrupt(format_args!("revision {revision} has too many changes"))
+                        })?;
+                        let key = change.key();
+                        // fjall panics on empty or oversized keys; the core never sends them.
+                        if key.is_empty() || key.len() > MAX_KEY_LEN {
+                            return Err(corrupt(format_args!(
+                                "revision {revision} writes a key of {} bytes (1 to {MAX_KEY_LEN} allowed)",
+                                key.len()
+                            )));
+                        }
+                        // etcd changes a key at most once per revision, so history keys are
+                        // unique within the batch.
+                        let hk = format::history_key(key, *revision);
+                        match change {
+                            Change::Put { kv, prev_lease } => {
+                                let version = Bytes::from(format::encode_version(kv));
+                                batch.insert(&inner.history, hk, version.clone());
+                                last.latest.insert(key.clone(), Some(version));
+                                if *prev_lease != kv.lease {
+                                    last.detach(*prev_lease, key);
+                                }
+                                last.attach(kv.lease, key);
+                            }
+                            Change::Delete { prev_lease, .. } => {
+                                batch.insert(&inner.history, hk, format::TOMBSTONE);
+                                last.latest.insert(key.clone(), None);
+                                last.detach(*prev_lease, key);
+                            }
+                        }
+                        let tombstone = matches!(change, Change::Delete { .. });
+                        batch.insert(
+                            &inner.revlog,
+                            format::revlog_key(*revision, index),
+                            format::revlog_value(tombstone, key),
+                        );
+                    }
+                    next.revision = *revision;
+                }
+                LogOp::LeaseGrant { id, ttl } => {
+                    last.leases.insert(*id, Some(*ttl));
+                }
+                LogOp::LeaseRevoke { id } => {
+                    last.leases.insert(*id, None);
+                }
+                LogOp::Compact { revision } => {
+                    next.compact_revision = next.compact_revision.max(*revision);
+                }
+            }
+        }
+        for (key, version) in last.latest {
+            match version {
+                Some(v) => batch.insert(&inner.latest, key, v),
+                None => batch.remove(&inner.latest, key),
+            }
+        }
+        for (key, attached) in last.lease_keys {
+            if attached {
+                batch.insert(&inner.lease_keys, key, Bytes::new());
+            } else {
+                batch.remove(&inner.lease_keys, key);
+            }
+        }
+        for (id, ttl) in last.leases {
+            let key = format::encode_i64(id);
+            match ttl {
+                Some(ttl) => batch.insert(&inner.leases, key, ttl.to_be_bytes()),
+                None => batch.remove(&inner.leases, key),
+            }
+        }
+        next.applied_index = entry.index;
+        batch.insert(&inner.meta, format::STATE_KEY, next.encode());
+        batch.commit().map_err(io("applying an entry"))?;
+        *state = next;
+        Ok(())
+    }
+
+    fn leases(&self) -> Result<Vec<(LeaseId, i64)>, StoreError> {
+        let snapshot = self.inner.db.snapshot();
+        let mut out = Vec::new();
+        for guard in snapshot.iter(&self.inner.leases) {
+            let (key, ttl) = guard.into_inner().map_err(io("reading leases"))?;
+            let id = format::decode_lease_id(&key).ok_or_else(|| corrupt("malformed lease id"))?;
+            let ttl = <[u8; 8]>::try_from(ttl.as_ref())
+                .map(i64::from_be_bytes)
+                .map_err(|_| corrupt(format_args!("malformed TTL of lease {id}")))?;
+            out.push((id, ttl));
+        }
+        Ok(out)
+    }
+
+    fn lease_keys(&self) -> Result<Vec<(LeaseId, Bytes)>, StoreError> {
+        let snapshot = self.inner.db.snapshot();
+        let mut out = Vec::new();
+        for guard in snapshot.iter(&self.inner.lease_keys) {
+            let key = guard.key().map_err(io("reading lease attachments"))?;
+            out.push(
+                format::split_lease_key(key.into())
+                    .ok_or_else(|| corrupt("malformed lease attachment"))?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn persist(&self) -> Result<(), StoreError> {
+        self.inner
+            .db
+            .persist(PersistMode::SyncAll)
+            .map_err(io("persisting"))
+    }
+
+    fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        let inner = &*self.inner;
+        let (snapshot, start, walked_to) = {
+            let mut state = inner.lock_state();
+            if revision <= state.physically_compacted {
+                return Ok(());
+            }
+            if revision > state.compacting {
+                let mut next = *state;
+                next.compacting = revision;
+                inner.commit_state(&next)?;
+                *state = next;
+            }
+            // Taken under the lock, so it holds exactly the entries up to `state.revision`.
+            // Changes after it are at later revisions; if `revision` is in the future, the
+            // next compaction walks from where this one could see.
+            (
+                inner.db.snapshot(),
+                state.physically_compacted,
+                state.revision.min(revision),
+            )
+        };
+
+        let mut deletes = Deletes::new(inner);
+        let mut seen: HashSet<Bytes> = HashSet::new();
+        let upper = match revision.checked_add(1) {
+            Some(r) => Bound::Excluded(format::revlog_key(r, 0).to_vec()),
+            None => Bound::Unbounded,
+        };
+        let lower = Bound::Included(format::revlog_key(start, 0).to_vec());
+        for guard in snapshot.range(&inner.revlog, (lower, upper)) {
+            let (rk, rv) = guard.into_inner().map_err(io("reading the revision log"))?;
+            let rev = format::revlog_revision(&rk)
+                .ok_or_else(|| corrupt("malformed revision log key"))?;
+            let (_, key) = format::decode_revlog_value(rv.into())
+                .ok_or_else(|| corrupt(format_args!("malformed revision log entry at {rev}")))?;
+            if rev < revision {
+                deletes.push(&inner.revlog, rk.into())?;
+            }
+            // A key not changed since the last compaction has at most one version at or
+            // below it, which is not a tombstone: nothing to remove. So only keys in the
+            // revision log since then need a look.
+            if seen.len() >= COMPACTION_SEEN_KEYS {
+                seen.clear();
+            }
+            if seen.insert(key.clone()) {
+                compact_key(inner, &snapshot, &key, revision, &mut deletes)?;
+            }
+        }
+        deletes.commit()?;
+
+        let mut state = inner.lock_state();
+        if walked_to > state.physically_compacted {
+            let mut next = *state;
+            next.physically_compacted = walked_to;
+            inner.commit_state(&next)?;
+            *state = next;
+        }
+        Ok(())
+    }
+}
+
+/// Deletes the versions of `key` that no read at `revision` or later reaches: all but the
+/// newest at or below `revision`, and that one too if it is a tombstone.
+fn compact_key(
+    inner: &Inner,
+    snapshot: &fjall::Snapshot,
+    key: &[u8],
+    revision: Revision,
+    deletes: &mut Deletes<'_>,
+) -> Result<(), StoreError> {
+    let lower = format::history_key(key, Revision::MIN);
+    let upper = format::history_key(key, revision);
+    // Oldest first, so that a tombstone is deleted only after (or with) the versions it
+    // hides: a crash or a concurrent view never sees an old version resurface.
+    let mut previous: Option<(Bytes, bool)> = None;
+    for guard in snapshot.range(&inner.history, lower..=upper) {
+        let (hk, version) = guard.into_inner().map_err(io("reading history"))?;
+        if let Some((older, _)) = previous.take() {
+            deletes.push(&inner.history, older)?;
+        }
+        previous = Some((hk.into(), format::is_tombstone(&version)));
+    }
+    if let Some((newest, true)) = previous {
+        deletes.push(&inner.history, newest)?;
+    }
+    Ok(())
+}
+
+/// Deletions committed in bounded batches, in order.
+struct Deletes<'a> {
+    inner: &'a Inner,
+    batch: OwnedWriteBatch,
+    bytes: usize,
+}
+
+impl<'a> Deletes<'a> {
+    fn new(inner: &'a Inner) -> Deletes<'a> {
+        Deletes {
+            inner,
+            batch: inner.db.batch(),
+            bytes: 0,
+        }
+    }
+
+    fn push(&mut self, keyspace: &Keyspace, key: Bytes) -> Result<(), StoreError> {
+        self.bytes += key.len();
+        self.batch.remove(keyspace, key);
+        if self.batch.len() >= COMPACTION_BATCH_ITEMS || self.bytes >= COMPACTION_BATCH_BYTES {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        let batch = std::mem::replace(&mut self.batch, self.inner.db.batch());
+        self.bytes = 0;
+        batch.commit().map_err(io("compacting"))
+    }
+}

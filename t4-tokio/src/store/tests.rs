@@ -1,0 +1,481 @@
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+
+use bytes::Bytes;
+use t4_core::mvcc::{MemStore, conformance};
+use t4_core::wal::{Change, LogEntry, LogOp};
+use t4_core::{Event, KeyRange, KeyValue, LeaseId, ReadView, Revision, Store, StoreError};
+
+use super::{FjallStore, format};
+
+#[test]
+fn fjall_store_keeps_the_store_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    conformance::run_all(&mut || {
+        n += 1;
+        FjallStore::open(&dir.path().join(n.to_string())).unwrap()
+    });
+}
+
+/// Builds etcd-consistent entries and applies them to every store given.
+struct Writer {
+    index: u64,
+    revision: Revision,
+    live: HashMap<Bytes, KeyValue>,
+}
+
+enum W {
+    Put(Bytes, Bytes, LeaseId),
+    Del(Bytes),
+}
+
+impl Writer {
+    fn new() -> Writer {
+        Writer {
+            index: 0,
+            revision: 1,
+            live: HashMap::new(),
+        }
+    }
+
+    fn revision(&mut self, writes: Vec<W>) -> LogOp {
+        self.revision += 1;
+        let rev = self.revision;
+        let changes = writes
+            .into_iter()
+            .map(|w| match w {
+                W::Put(key, value, lease) => {
+                    let prev = self.live.get(&key);
+                    let kv = KeyValue {
+                        key: key.clone(),
+                        create_revision: prev.map_or(rev, |p| p.create_revision),
+                        mod_revision: rev,
+                        version: prev.map_or(1, |p| p.version + 1),
+                        value,
+                        lease,
+                    };
+                    let prev_lease = prev.map_or(0, |p| p.lease);
+                    self.live.insert(key, kv.clone());
+                    Change::Put { kv, prev_lease }
+                }
+                W::Del(key) => {
+                    let prev = self.live.remove(&key).expect("deletes only live keys");
+                    Change::Delete {
+                        key,
+                        prev_lease: prev.lease,
+                    }
+                }
+            })
+            .collect();
+        LogOp::Revision {
+            revision: rev,
+            changes,
+        }
+    }
+
+    fn entry(&mut self, ops: Vec<LogOp>) -> LogEntry {
+        self.index += 1;
+        LogEntry {
+            index: self.index,
+            term: 1,
+            ops,
+        }
+    }
+}
+
+fn key(i: usize) -> Bytes {
+    Bytes::from(format!("/registry/pods/{i:06}"))
+}
+
+fn scan(
+    view: &impl ReadView,
+    range: &KeyRange,
+    rev: Revision,
+) -> Result<Vec<KeyValue>, StoreError> {
+    let mut out = Vec::new();
+    view.scan(range, rev, &mut |kv| {
+        out.push(kv);
+        ControlFlow::Continue(())
+    })?;
+    Ok(out)
+}
+
+fn events(view: &impl ReadView, from: Revision, to: Revision) -> Result<Vec<Event>, StoreError> {
+    let mut out = Vec::new();
+    view.events(from, to, &mut |e| {
+        out.push(e);
+        ControlFlow::Continue(())
+    })?;
+    Ok(out)
+}
+
+fn all() -> KeyRange {
+    KeyRange::From(Bytes::new())
+}
+
+/// `keys` keys, each written `versions` times (one revision per write, many revisions per
+/// entry), every third key deleted at the end and every ninth re-created; applied to both
+/// stores. Returns the revision after each round of writes.
+fn fill(
+    stores: (&FjallStore, &MemStore),
+    w: &mut Writer,
+    keys: usize,
+    versions: usize,
+) -> Vec<Revision> {
+    let mut rounds = Vec::new();
+    let apply = |w: &mut Writer, ops: Vec<LogOp>| {
+        let entry = w.entry(ops);
+        stores.0.apply(&entry).unwrap();
+        stores.1.apply(&entry).unwrap();
+    };
+    for round in 0..versions {
+        for chunk in (0..keys).collect::<Vec<_>>().chunks(500) {
+            let ops = chunk
+                .iter()
+                .map(|&i| {
+                    let value = Bytes::from(format!("value {i} round {round}"));
+                    w.revision(vec![W::Put(key(i), value, (i % 4) as LeaseId)])
+                })
+                .collect();
+            apply(w, ops);
+        }
+        rounds.push(w.revision);
+    }
+    for chunk in (0..keys).step_by(3).collect::<Vec<_>>().chunks(500) {
+        // One delete-range-like revision per chunk.
+        let op = w.revision(chunk.iter().map(|&i| W::Del(key(i))).collect());
+        apply(w, vec![op]);
+    }
+    rounds.push(w.revision);
+    for chunk in (0..keys).step_by(9).collect::<Vec<_>>().chunks(500) {
+        let ops = chunk
+            .iter()
+            .map(|&i| w.revision(vec![W::Put(key(i), Bytes::from_static(b"again"), 0)]))
+            .collect();
+        apply(w, ops);
+    }
+    rounds.push(w.revision);
+    rounds
+}
+
+#[test]
+fn reopening_after_drop_keeps_every_applied_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let mem = MemStore::new();
+    let mut w = Writer::new();
+    {
+        let store = FjallStore::open(&path).unwrap();
+        fill((&store, &mem), &mut w, 300, 3);
+        let ops = vec![
+            LogOp::LeaseGrant { id: 1, ttl: 30 },
+            LogOp::LeaseGrant { id: 2, ttl: 60 },
+            LogOp::Compact { revision: 5 },
+        ];
+        let entry = w.entry(ops);
+        store.apply(&entry).unwrap();
+        mem.apply(&entry).unwrap();
+        store.persist().unwrap();
+        // Applied after the last persist: a clean drop keeps it too.
+        let op = w.revision(vec![W::Put(key(0), Bytes::from_static(b"last"), 1)]);
+        let entry = w.entry(vec![op, LogOp::LeaseRevoke { id: 2 }]);
+        store.apply(&entry).unwrap();
+        mem.apply(&entry).unwrap();
+    }
+    let store = FjallStore::open(&path).unwrap();
+    let (v, m) = (store.view(), mem.view());
+    assert_eq!(v.applied_index(), w.index);
+    assert_eq!(v.revision(), w.revision);
+    assert_eq!(v.compact_revision(), 5);
+    for rev in [1, 2, 5, 300, 600, 700, w.revision] {
+        assert_eq!(
+            scan(&v, &all(), rev),
+            scan(&m, &all(), rev),
+            "scan at {rev}"
+        );
+    }
+    assert_eq!(events(&v, 1, i64::MAX), events(&m, 1, i64::MAX));
+    assert_eq!(store.leases(), Ok(vec![(1, 30)]));
+    let mut want = mem.lease_keys().unwrap();
+    want.sort();
+    assert_eq!(store.lease_keys(), Ok(want));
+
+    // And it carries on from there.
+    let op = w.revision(vec![W::Put(key(1), Bytes::from_static(b"next"), 0)]);
+    let entry = w.entry(vec![op]);
+    store.apply(&entry).unwrap();
+    assert_eq!(
+        store
+            .view()
+            .get(&key(1), w.revision)
+            .unwrap()
+            .unwrap()
+            .value,
+        "next"
+    );
+    let stale = LogEntry {
+        index: w.index,
+        term: 1,
+        ops: vec![],
+    };
+    assert!(matches!(store.apply(&stale), Err(StoreError::Corrupt(_))));
+}
+
+#[test]
+fn a_store_from_a_newer_t4_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    drop(FjallStore::open(&path).unwrap());
+    {
+        let db = fjall::Database::builder(&path).open().unwrap();
+        let meta = db
+            .keyspace("meta", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        meta.insert(format::FORMAT_KEY, 2u32.to_be_bytes()).unwrap();
+        db.persist(fjall::PersistMode::SyncAll).unwrap();
+    }
+    let err = FjallStore::open(&path).unwrap_err();
+    let StoreError::Corrupt(msg) = &err else {
+        panic!("expected Corrupt, got {err:?}");
+    };
+    assert!(msg.contains("format version 2"), "{msg}");
+    assert!(msg.contains("upgrade t4"), "{msg}");
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+
+    let db = fjall::Database::builder(&path).open().unwrap();
+    let meta = db
+        .keyspace("meta", fjall::KeyspaceCreateOptions::default)
+        .unwrap();
+    assert_eq!(
+        meta.get(format::FORMAT_KEY).unwrap().as_deref(),
+        Some(&2u32.to_be_bytes()[..]),
+        "the newer store is not rewritten"
+    );
+}
+
+#[test]
+fn a_fjall_database_that_is_not_a_t4_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = fjall::Database::builder(dir.path()).open().unwrap();
+        let other = db
+            .keyspace("other", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        other.insert("k", "v").unwrap();
+    }
+    let err = FjallStore::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt(msg) if msg.contains("not a t4 store")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_view_is_unaffected_by_a_concurrent_compaction_and_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::open(dir.path()).unwrap();
+    let mem = MemStore::new();
+    let mut w = Writer::new();
+    let rounds = fill((&store, &mem), &mut w, 2000, 4);
+    let compact_at = rounds[2];
+    let entry = w.entry(vec![LogOp::Compact {
+        revision: compact_at,
+    }]);
+    store.apply(&entry).unwrap();
+    mem.apply(&entry).unwrap();
+
+    // What the old view must keep showing, read before anything is removed.
+    let old = store.view();
+    let old_revs = [rounds[0], rounds[1], compact_at, rounds[3], w.revision];
+    let expected: Vec<Vec<KeyValue>> = old_revs
+        .iter()
+        .map(|&rev| scan(&mem.view(), &all(), rev).unwrap())
+        .collect();
+    let expected_events = events(&mem.view(), 1, i64::MAX).unwrap();
+
+    let mut w2 = Writer {
+        index: w.index,
+        revision: w.revision,
+        live: w.live.clone(),
+    };
+    let store_ref = &store;
+    w = std::thread::scope(|s| {
+        let compactor = s.spawn(|| store_ref.compact(compact_at));
+        let writer = s.spawn(move || {
+            let store = store_ref;
+            let mut applied = Vec::new();
+            for i in 0..200 {
+                let op = w2.revision(vec![W::Put(key(i), Bytes::from_static(b"during"), 0)]);
+                let entry = w2.entry(vec![op]);
+                store.apply(&entry).unwrap();
+                applied.push(entry);
+            }
+            (w2, applied)
+        });
+        // Read the old view while both run.
+        loop {
+            let done = compactor.is_finished() && writer.is_finished();
+            for (rev, want) in old_revs.iter().zip(&expected) {
+                assert_eq!(
+                    scan(&old, &all(), *rev).as_ref(),
+                    Ok(want),
+                    "old view at {rev}"
+                );
+            }
+            if done {
+                break;
+            }
+        }
+        compactor.join().unwrap().unwrap();
+        let (w2, applied) = writer.join().unwrap();
+        for entry in &applied {
+            mem.apply(entry).unwrap();
+        }
+        w2
+    });
+    mem.compact(compact_at).unwrap();
+
+    for (rev, want) in old_revs.iter().zip(&expected) {
+        assert_eq!(
+            scan(&old, &all(), *rev).as_ref(),
+            Ok(want),
+            "old view at {rev} after"
+        );
+    }
+    assert_eq!(
+        events(&old, 1, i64::MAX),
+        Ok(expected_events),
+        "old view's events"
+    );
+
+    let (v, m) = (store.view(), mem.view());
+    assert_eq!(v.revision(), w.revision);
+    assert_eq!(v.get(&key(3), compact_at - 1), Err(StoreError::Compacted));
+    assert_eq!(scan(&v, &all(), rounds[1]), Err(StoreError::Compacted));
+    for rev in [compact_at, rounds[3], rounds[4], rounds[5], w.revision] {
+        assert_eq!(
+            scan(&v, &all(), rev),
+            scan(&m, &all(), rev),
+            "scan at {rev}"
+        );
+    }
+    assert_eq!(
+        events(&v, compact_at, i64::MAX),
+        events(&m, compact_at, i64::MAX)
+    );
+}
+
+fn count(store: &FjallStore, keyspace: &fjall::Keyspace) -> usize {
+    use fjall::Readable;
+    store.inner.db.snapshot().iter(keyspace).count()
+}
+
+#[test]
+fn compacting_a_large_store_keeps_reads_right_and_removes_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::open(dir.path()).unwrap();
+    let mem = MemStore::new();
+    let mut w = Writer::new();
+    let keys = 20_000;
+    let rounds = fill((&store, &mem), &mut w, keys, 4);
+    let history_before = count(&store, &store.inner.history);
+
+    // First to the middle of the history, then to the end (the second walks only the
+    // revision log since the first).
+    for compact_at in [rounds[1] + 1234, w.revision] {
+        let entry = w.entry(vec![LogOp::Compact {
+            revision: compact_at,
+        }]);
+        store.apply(&entry).unwrap();
+        mem.apply(&entry).unwrap();
+        store.compact(compact_at).unwrap();
+        mem.compact(compact_at).unwrap();
+        store.compact(compact_at).unwrap();
+
+        let (v, m) = (store.view(), mem.view());
+        let revs = rounds
+            .iter()
+            .copied()
+            .filter(|&r| r >= compact_at)
+            .chain([compact_at]);
+        for rev in revs {
+            assert_eq!(
+                scan(&v, &all(), rev),
+                scan(&m, &all(), rev),
+                "scan at {rev}"
+            );
+            for i in (0..keys).step_by(97) {
+                assert_eq!(v.get(&key(i), rev), m.get(&key(i), rev), "get {i} at {rev}");
+            }
+        }
+        assert_eq!(scan(&v, &all(), compact_at - 1), Err(StoreError::Compacted));
+        assert_eq!(
+            events(&v, compact_at, i64::MAX),
+            events(&m, compact_at, i64::MAX)
+        );
+        assert_eq!(
+            events(&v, compact_at - 1, i64::MAX),
+            Err(StoreError::Compacted)
+        );
+    }
+    // Everything is compacted: history holds exactly the live keys, the revision log only
+    // the last revision.
+    let live = scan(&store.view(), &all(), w.revision).unwrap().len();
+    assert_eq!(count(&store, &store.inner.history), live);
+    assert!(history_before > 4 * keys);
+    assert!(count(&store, &store.inner.revlog) <= 500);
+}
+
+#[test]
+fn views_and_handles_cross_threads() {
+    fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+    fn assert_send<T: Send + 'static>() {}
+    assert_send_sync::<FjallStore>();
+    assert_send::<super::FjallView>();
+}
+
+#[test]
+fn a_creation_interrupted_before_anything_was_written_is_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = fjall::Database::builder(dir.path()).open().unwrap();
+        db.keyspace("meta", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        db.keyspace("latest", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+    }
+    let store = FjallStore::open(dir.path()).unwrap();
+    assert_eq!(store.view().revision(), 1);
+    drop(store);
+    assert_eq!(
+        FjallStore::open(dir.path()).unwrap().view().applied_index(),
+        0
+    );
+}
+
+#[test]
+fn keys_fjall_cannot_hold_are_refused_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::open(dir.path()).unwrap();
+    let longest = Bytes::from(vec![0u8; t4_core::kv::MAX_KEY_LEN]);
+    for (key, ok) in [
+        (Bytes::new(), false),
+        (Bytes::from(vec![0u8; t4_core::kv::MAX_KEY_LEN + 1]), false),
+        (longest.clone(), true),
+    ] {
+        let index = store.view().applied_index() + 1;
+        let revision = store.view().revision() + 1;
+        let entry = LogEntry {
+            index,
+            term: 1,
+            ops: vec![LogOp::Revision {
+                revision,
+                changes: vec![Change::Delete { key, prev_lease: 0 }],
+            }],
+        };
+        assert_eq!(store.apply(&entry).is_ok(), ok);
+    }
+    // The longest key, all 0x00 (the worst case for escaping), reads back.
+    assert_eq!(events(&store.view(), 2, 2).unwrap()[0].kv.key, longest);
+}

@@ -1,0 +1,279 @@
+//! Reads: a view is a fjall snapshot plus the `state` record read from that same snapshot.
+
+use std::ops::{Bound, ControlFlow};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fjall::{Readable, Snapshot};
+use t4_core::{Event, EventKind, KeyRange, KeyValue, ReadView, Revision, StoreError};
+
+use super::format::{self, State};
+use super::{Inner, corrupt, io};
+
+/// A consistent view of a [`super::FjallStore`]: a fjall snapshot, so entries applied (and
+/// history compacted) after it was taken are invisible to it.
+///
+/// A view pins the versions it can see inside fjall; hold it for a read, not for ever.
+pub struct FjallView {
+    inner: Arc<Inner>,
+    snapshot: Snapshot,
+    state: State,
+    /// Set when the view's own `state` could not be read: every read then fails with it.
+    broken: Option<StoreError>,
+}
+
+impl std::fmt::Debug for FjallView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FjallView")
+            .field("state", &self.state)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FjallView {
+    pub(super) fn new(inner: Arc<Inner>) -> FjallView {
+        let snapshot = inner.db.snapshot();
+        let read = match snapshot.get(&inner.meta, format::STATE_KEY) {
+            Ok(Some(raw)) => State::decode(&raw).ok_or_else(|| corrupt("malformed state record")),
+            Ok(None) => Err(corrupt("the state record is missing")),
+            Err(e) => Err(io("reading the store state")(e)),
+        };
+        let (state, broken) = match read {
+            Ok(state) => (state, None),
+            // `Store::view` cannot fail; report the error on the view's first read, and give
+            // the numbers of the latest apply meanwhile.
+            Err(e) => (*inner.lock_state(), Some(e)),
+        };
+        FjallView {
+            inner,
+            snapshot,
+            state,
+            broken,
+        }
+    }
+
+    /// The revision a read at `rev` is served at, or why it cannot be.
+    fn read_at(&self, rev: Revision) -> Result<Revision, StoreError> {
+        if let Some(e) = &self.broken {
+            return Err(e.clone());
+        }
+        let rev = rev.min(self.state.revision);
+        if rev < self.state.floor() {
+            return Err(StoreError::Compacted);
+        }
+        Ok(rev)
+    }
+
+    fn get_latest(&self, key: &[u8]) -> Result<Option<KeyValue>, StoreError> {
+        match self
+            .snapshot
+            .get(&self.inner.latest, key)
+            .map_err(io("reading a key"))?
+        {
+            None => Ok(None),
+            Some(v) => {
+                format::decode_version(Bytes::copy_from_slice(key), v.into()).map_err(corrupt)
+            }
+        }
+    }
+
+    fn get_history(&self, key: &[u8], rev: Revision) -> Result<Option<KeyValue>, StoreError> {
+        let lower = format::history_key(key, Revision::MIN);
+        let upper = format::history_key(key, rev);
+        match self
+            .snapshot
+            .range(&self.inner.history, lower..=upper)
+            .next_back()
+        {
+            None => Ok(None),
+            Some(guard) => {
+                let v = guard.value().map_err(io("reading history"))?;
+                format::decode_version(Bytes::copy_from_slice(key), v.into()).map_err(corrupt)
+            }
+        }
+    }
+
+    fn scan_latest(
+        &self,
+        lower: &[u8],
+        upper: Option<&[u8]>,
+        visit: &mut dyn FnMut(KeyValue) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        let upper = upper.map_or(Bound::Unbounded, Bound::Excluded);
+        for guard in self
+            .snapshot
+            .range::<&[u8], _>(&self.inner.latest, (Bound::Included(lower), upper))
+        {
+            let (key, v) = guard.into_inner().map_err(io("scanning keys"))?;
+            let kv = format::decode_version(key.into(), v.into())
+                .map_err(corrupt)?
+                .ok_or_else(|| corrupt("a tombstone in the latest keyspace"))?;
+            if visit(kv).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_history(
+        &self,
+        lower: &[u8],
+        upper: Option<&[u8]>,
+        rev: Revision,
+        visit: &mut dyn FnMut(KeyValue) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        let lower = format::escaped(lower);
+        let upper = upper.map(format::escaped);
+        let upper = upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        // Versions come by key, oldest first: the last one at or below `rev` before the key
+        // changes is the key's state at `rev`.
+        let mut candidate: Option<(Bytes, Bytes)> = None;
+        let emit = |candidate: Option<(Bytes, Bytes)>,
+                    visit: &mut dyn FnMut(KeyValue) -> ControlFlow<()>|
+         -> Result<ControlFlow<()>, StoreError> {
+            let Some((hk, v)) = candidate else {
+                return Ok(ControlFlow::Continue(()));
+            };
+            let (escaped, _) =
+                format::split_history_key(&hk).ok_or_else(|| corrupt("malformed history key"))?;
+            let key = format::unescape(escaped).ok_or_else(|| corrupt("malformed history key"))?;
+            match format::decode_version(key.into(), v).map_err(corrupt)? {
+                Some(kv) => Ok(visit(kv)),
+                None => Ok(ControlFlow::Continue(())),
+            }
+        };
+        for guard in self.snapshot.range::<&[u8], _>(
+            &self.inner.history,
+            (Bound::Included(lower.as_slice()), upper),
+        ) {
+            let (hk, v) = guard.into_inner().map_err(io("scanning history"))?;
+            let (escaped, version_rev) =
+                format::split_history_key(&hk).ok_or_else(|| corrupt("malformed history key"))?;
+            let same_key = candidate
+                .as_ref()
+                .and_then(|(c, _)| format::split_history_key(c))
+                .is_some_and(|(c, _)| c == escaped);
+            if !same_key && emit(candidate.take(), visit)?.is_break() {
+                return Ok(());
+            }
+            if version_rev <= rev {
+                candidate = Some((hk.into(), v.into()));
+            }
+        }
+        let _ = emit(candidate, visit)?;
+        Ok(())
+    }
+}
+
+impl ReadView for FjallView {
+    fn applied_index(&self) -> u64 {
+        self.state.applied_index
+    }
+
+    fn revision(&self) -> Revision {
+        self.state.revision
+    }
+
+    fn compact_revision(&self) -> Revision {
+        self.state.compact_revision
+    }
+
+    fn get(&self, key: &[u8], rev: Revision) -> Result<Option<KeyValue>, StoreError> {
+        let rev = self.read_at(rev)?;
+        if rev == self.state.revision {
+            self.get_latest(key)
+        } else {
+            self.get_history(key, rev)
+        }
+    }
+
+    fn scan(
+        &self,
+        range: &KeyRange,
+        rev: Revision,
+        visit: &mut dyn FnMut(KeyValue) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        let rev = self.read_at(rev)?;
+        let (lower, upper): (&Bytes, Option<&Bytes>) = match range {
+            KeyRange::Single(key) => {
+                if let Some(kv) = self.get(key, rev)? {
+                    let _ = visit(kv);
+                }
+                return Ok(());
+            }
+            KeyRange::From(start) => (start, None),
+            KeyRange::Between(start, end) if end > start => (start, Some(end)),
+            KeyRange::Between(..) => return Ok(()),
+        };
+        if rev == self.state.revision {
+            self.scan_latest(lower, upper.map(|e| e.as_ref()), visit)
+        } else {
+            self.scan_history(lower, upper.map(|e| e.as_ref()), rev, visit)
+        }
+    }
+
+    fn events(
+        &self,
+        from: Revision,
+        to: Revision,
+        visit: &mut dyn FnMut(Event) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        if let Some(e) = &self.broken {
+            return Err(e.clone());
+        }
+        let to = to.min(self.state.revision);
+        if from > to {
+            return Ok(());
+        }
+        if from < self.state.floor() {
+            return Err(StoreError::Compacted);
+        }
+        let lower = format::revlog_key(from, 0);
+        let upper = match to.checked_add(1) {
+            Some(r) => Bound::Excluded(format::revlog_key(r, 0)),
+            None => Bound::Unbounded,
+        };
+        for guard in self
+            .snapshot
+            .range(&self.inner.revlog, (Bound::Included(lower), upper))
+        {
+            let (rk, rv) = guard.into_inner().map_err(io("reading the revision log"))?;
+            let rev = format::revlog_revision(&rk)
+                .ok_or_else(|| corrupt("malformed revision log key"))?;
+            let (tombstone, key) = format::decode_revlog_value(rv.into())
+                .ok_or_else(|| corrupt(format_args!("malformed revision log entry at {rev}")))?;
+            let event = if tombstone {
+                Event {
+                    kind: EventKind::Delete,
+                    kv: KeyValue {
+                        key,
+                        mod_revision: rev,
+                        ..KeyValue::default()
+                    },
+                    prev_kv: None,
+                }
+            } else {
+                let version = self
+                    .snapshot
+                    .get(&self.inner.history, format::history_key(&key, rev))
+                    .map_err(io("reading history"))?
+                    .ok_or_else(|| {
+                        corrupt(format_args!("the version of {key:?} at {rev} is missing"))
+                    })?;
+                let kv = format::decode_version(key, version.into())
+                    .map_err(corrupt)?
+                    .ok_or_else(|| corrupt(format_args!("a put event at {rev} has a tombstone")))?;
+                Event {
+                    kind: EventKind::Put,
+                    kv,
+                    prev_kv: None,
+                }
+            };
+            if visit(event).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
