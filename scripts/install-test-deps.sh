@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the external programs the end-to-end tests use, if missing:
+#   etcdctl and etcd (Debian's etcd-client / etcd-server, etcd 3.4) and moto_server (PyPI).
+set -euo pipefail
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+
+apt_pkgs=()
+command -v etcdctl >/dev/null 2>&1 || apt_pkgs+=(etcd-client)
+command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || apt_pkgs+=(etcd-server)
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
+  echo "installing ${apt_pkgs[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
+fi
+
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "installing moto[server]"
+  python3 -m pip install -q 'moto[server]' 2>/dev/null || python3 -m pip install -q --break-system-packages 'moto[server]'
+fi
