@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the external programs the end-to-end tests use, if missing:
-#   etcdctl and etcd (Debian's etcd-client / etcd-server, etcd 3.4) and moto_server (PyPI).
+#   etcdctl and etcd (Debian's etcd-client / etcd-server, etcd 3.4), moto_server (PyPI), and
+#   protoc (the `etcd-client` crate the end-to-end tests use generates its code with it).
 set -euo pipefail
 
 sudo=""
@@ -9,6 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 apt_pkgs=()
 command -v etcdctl >/dev/null 2>&1 || apt_pkgs+=(etcd-client)
 command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || apt_pkgs+=(etcd-server)
+command -v protoc >/dev/null 2>&1 || apt_pkgs+=(protobuf-compiler)
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   echo "installing ${apt_pkgs[*]}"
   $sudo apt-get update -qq

@@ -1,0 +1,1 @@
+//! `t4 bench`. (Being written.)
