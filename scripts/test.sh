@@ -16,5 +16,5 @@ if [ -d t4-sim ]; then
   # The base seed follows the commit, so every CI run explores new seeds and any failure
   # prints the command that replays it.
   base=$(( 16#$(git rev-parse --short=7 HEAD 2>/dev/null || echo 0) % 1000000 * 1000 ))
-  cargo run -q -p t4-sim --release -- --seeds "${base}..$((base + 200))"
+  cargo run -q -p t4-sim --release -- --seeds "${base}..$((base + 2000))"
 fi

@@ -5,7 +5,7 @@
 //! place. A store crate calls [`run_all`] from a test with a function that makes a fresh,
 //! empty store:
 //!
-//! ```ignore
+//! ```text
 //! #[test]
 //! fn fjall_store_keeps_the_store_contract() {
 //!     let dir = tempfile::tempdir().unwrap();
