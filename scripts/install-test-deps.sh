@@ -11,6 +11,8 @@ apt_pkgs=()
 command -v etcdctl >/dev/null 2>&1 || apt_pkgs+=(etcd-client)
 command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || apt_pkgs+=(etcd-server)
 command -v protoc >/dev/null 2>&1 || apt_pkgs+=(protobuf-compiler)
+# protoc's well-known types (google/protobuf/descriptor.proto, ...) live in libprotobuf-dev.
+[ -f /usr/include/google/protobuf/descriptor.proto ] || apt_pkgs+=(libprotobuf-dev)
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   echo "installing ${apt_pkgs[*]}"
   $sudo apt-get update -qq

@@ -9,10 +9,13 @@ use bytes::Bytes;
 use rand_core::{RngCore, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
+use crate::checkpoint;
 use crate::error::Error;
 use crate::kv::{Event, KeyRange, LeaseId, Revision};
 use crate::lease::{DEFAULT_MIN_LEASE_TTL, LeaseTable, MAX_LEASE_TTL};
 use crate::mvcc::{Overlay, ReadView, Store, StoreError};
+use crate::object::{ObjectError, ObjectRequest, ObjectResponse};
+use crate::remote::{CheckpointInfo, Remote, RemoteConfig};
 use crate::request::{
     CompactRequest, CompactResponse, LeaseGrantResponse, LeaseKeepAliveResponse,
     LeaseLeasesResponse, LeaseRevokeResponse, LeaseTimeToLiveResponse, Request, Response,
@@ -37,10 +40,13 @@ pub struct Config {
     pub segment_max_age: Duration,
     /// Leases are granted at least this TTL, in seconds.
     pub min_lease_ttl: i64,
-    /// The writer term stamped on entries.
+    /// The writer term stamped on entries. With a bucket, the core replaces it with the term
+    /// it takes in the bucket's writer record at start-up.
     pub term: u64,
-    /// Seed of the core's random choices (generated lease ids).
+    /// Seed of the core's random choices (generated lease ids, retry jitter).
     pub seed: u64,
+    /// The bucket, if any: `None` is local-only durability.
+    pub remote: Option<RemoteConfig>,
 }
 
 impl Default for Config {
@@ -53,6 +59,7 @@ impl Default for Config {
             min_lease_ttl: DEFAULT_MIN_LEASE_TTL,
             term: 1,
             seed: 0,
+            remote: None,
         }
     }
 }
@@ -81,6 +88,25 @@ pub enum Input {
         io: IoId,
         /// `Err` carries a description of the failure.
         result: Result<(), String>,
+    },
+    /// An [`Action::Object`] request has finished.
+    ObjectDone {
+        /// Which request.
+        io: IoId,
+        /// The store's answer.
+        result: Result<ObjectResponse, ObjectError>,
+    },
+    /// An [`Action::BuildCheckpoint`] has finished.
+    CheckpointBuilt {
+        /// Which build.
+        io: IoId,
+        /// The built checkpoint, or why it failed.
+        result: Result<checkpoint::Built, String>,
+    },
+    /// Take a checkpoint now (on demand); answered with [`Action::CheckpointDone`].
+    Checkpoint {
+        /// The adapter's id for the demand, echoed in the answer.
+        id: RequestId,
     },
 }
 
@@ -132,6 +158,31 @@ pub enum Action {
         /// The answer.
         result: Result<Response, Error>,
     },
+    /// Perform `request` against the object store (keys are relative to the configured
+    /// prefix), then report [`Input::ObjectDone`]. Several may be outstanding at once; perform
+    /// them concurrently in any order: the core orders the ones whose order matters itself.
+    Object {
+        /// Completion id.
+        io: IoId,
+        /// What to do.
+        request: ObjectRequest,
+    },
+    /// Take a view with `store.view()` **now** (before feeding the core anything else, so the
+    /// view is at `spec.index`), then on a background thread call
+    /// [`checkpoint::build`]`(&view, &spec)` and report [`Input::CheckpointBuilt`].
+    BuildCheckpoint {
+        /// Completion id.
+        io: IoId,
+        /// What to build.
+        spec: checkpoint::BuildSpec,
+    },
+    /// The answer to an [`Input::Checkpoint`] demand.
+    CheckpointDone {
+        /// The demand.
+        id: RequestId,
+        /// The checkpoint published, or why none could be.
+        result: Result<CheckpointInfo, String>,
+    },
     /// The core can no longer make writes durable; it refuses writes from now on. Reads
     /// from the store stay correct. Emitted once.
     Failed {
@@ -150,29 +201,31 @@ pub enum OpenError {
 
 /// Decided work not yet durable: the log ops, their events, and the replies that wait on it.
 #[derive(Debug, Default)]
-struct Batch {
-    ops: Vec<LogOp>,
-    events: Vec<Event>,
-    replies: Vec<(RequestId, Result<Response, Error>)>,
+pub(crate) struct Batch {
+    pub(crate) ops: Vec<LogOp>,
+    pub(crate) events: Vec<Event>,
+    pub(crate) replies: Vec<(RequestId, Result<Response, Error>)>,
     /// Compaction replies that wait for the physical compaction too.
-    physical: Vec<(RequestId, Response, Revision)>,
+    pub(crate) physical: Vec<(RequestId, Response, Revision)>,
 }
 
 impl Batch {
-    fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.ops.is_empty() && self.replies.is_empty() && self.physical.is_empty()
     }
 }
 
 #[derive(Debug)]
-struct InFlight {
-    io: IoId,
-    entry: LogEntry,
-    batch: Batch,
+pub(crate) struct InFlight {
+    pub(crate) io: IoId,
+    pub(crate) entry: LogEntry,
+    pub(crate) batch: Batch,
+    /// The local WAL append has completed.
+    pub(crate) local_done: bool,
 }
 
 #[derive(Debug)]
-struct ActiveSegment {
+pub(crate) struct ActiveSegment {
     id: SegmentId,
     len: u64,
     last_index: u64,
@@ -181,34 +234,36 @@ struct ActiveSegment {
 
 /// The physical compaction pipeline: one at a time, coalescing requests.
 #[derive(Debug, Default)]
-struct Compactor {
-    in_flight: Option<(IoId, Revision)>,
-    wanted: Revision,
-    done: Revision,
-    waiters: Vec<(RequestId, Response, Revision)>,
+pub(crate) struct Compactor {
+    pub(crate) in_flight: Option<(IoId, Revision)>,
+    pub(crate) wanted: Revision,
+    pub(crate) done: Revision,
+    pub(crate) waiters: Vec<(RequestId, Response, Revision)>,
 }
 
 /// The t4 state machine. See the crate docs for the contract.
 pub struct Core<S: Store> {
-    config: Config,
-    store: S,
+    pub(crate) config: Config,
+    pub(crate) store: S,
     /// A view of the store as of the last apply (the store changes only when the core applies).
-    view: Option<S::View>,
-    failed: Option<String>,
-    overlay: Overlay,
-    leases: LeaseTable,
-    rng: Pcg64Mcg,
-    next_index: u64,
-    applied_index: u64,
-    open: Batch,
-    in_flight: Option<InFlight>,
-    active: Option<ActiveSegment>,
-    sealed: VecDeque<SegmentInfo>,
-    persist_in_flight: Option<(IoId, u64)>,
-    durable_index: u64,
-    compactor: Compactor,
-    next_io: u64,
-    actions: VecDeque<Action>,
+    pub(crate) view: Option<S::View>,
+    pub(crate) failed: Option<String>,
+    pub(crate) overlay: Overlay,
+    pub(crate) leases: LeaseTable,
+    pub(crate) rng: Pcg64Mcg,
+    pub(crate) next_index: u64,
+    pub(crate) applied_index: u64,
+    pub(crate) open: Batch,
+    pub(crate) in_flight: Option<InFlight>,
+    pub(crate) active: Option<ActiveSegment>,
+    pub(crate) sealed: VecDeque<SegmentInfo>,
+    pub(crate) persist_in_flight: Option<(IoId, u64)>,
+    pub(crate) durable_index: u64,
+    pub(crate) compactor: Compactor,
+    pub(crate) next_io: u64,
+    pub(crate) actions: VecDeque<Action>,
+    /// The bucket's state, when one is configured.
+    pub(crate) remote: Option<Remote>,
 }
 
 impl<S: Store> Core<S> {
@@ -224,6 +279,7 @@ impl<S: Store> Core<S> {
         for entry in &recovery.entries {
             store.apply(entry)?;
         }
+        let recovery = recovery;
         let view = store.view();
         let mut leases = LeaseTable::default();
         for (id, ttl) in store.leases()? {
@@ -257,7 +313,14 @@ impl<S: Store> Core<S> {
             },
             next_io: 0,
             actions: VecDeque::new(),
+            remote: None,
         };
+        if let Some(remote) = core.config.remote.clone() {
+            let mut local = recovery.covered;
+            local.extend(recovery.entries);
+            core.remote = Some(Remote::new(remote, core.config.seed, local, now));
+            core.start_bootstrap(now);
+        }
         if compact_revision > 0 {
             core.request_physical_compaction(compact_revision);
         }
@@ -270,7 +333,11 @@ impl<S: Store> Core<S> {
         match input {
             Input::Request { id, request } => self.handle_request(now, id, request),
             Input::IoDone { io, result } => self.handle_io(now, io, result),
+            Input::ObjectDone { io, result } => self.handle_object(now, io, result),
+            Input::CheckpointBuilt { io, result } => self.handle_built(now, io, result),
+            Input::Checkpoint { id } => self.demand_checkpoint(now, id),
         }
+        self.pump(now);
     }
 
     /// The next action to perform, in order.
@@ -283,6 +350,12 @@ impl<S: Store> Core<S> {
         if self.failed.is_some() {
             return None;
         }
+        if !self.is_serving() {
+            // Exactly what `handle_timeout` acts on while recovering: leases and the segment
+            // age wait until the node serves, so their deadlines must not wake it (a deadline
+            // that has passed but is not acted on would fire again and again at once).
+            return self.remote_deadline();
+        }
         // While an append is in flight the segment cannot be sealed (the append's completion
         // seals it), so its deadline is not one `handle_timeout` could act on.
         let seal = self
@@ -290,7 +363,7 @@ impl<S: Store> Core<S> {
             .as_ref()
             .filter(|_| self.in_flight.is_none())
             .map(|a| a.opened_at + self.config.segment_max_age);
-        [self.leases.next_expiry(), seal]
+        [self.leases.next_expiry(), seal, self.remote_deadline()]
             .into_iter()
             .flatten()
             .min()
@@ -301,6 +374,11 @@ impl<S: Store> Core<S> {
         if self.failed.is_some() {
             return;
         }
+        if !self.is_serving() {
+            // Leases wait: the lease table is rebuilt from the recovered store.
+            self.remote_timeout(now);
+            return;
+        }
         for id in self.leases.expired(now) {
             if let Err(e) = self.revoke(id) {
                 self.fail(format!("revoking expired lease {id}: {e}"));
@@ -309,6 +387,8 @@ impl<S: Store> Core<S> {
         }
         self.maybe_seal(now);
         self.maybe_flush(now);
+        self.remote_timeout(now);
+        self.pump(now);
     }
 
     /// The latest revision decided (it may not be durable yet).
@@ -326,8 +406,28 @@ impl<S: Store> Core<S> {
 
     /// Whether nothing is in flight or waiting: no append, no unanswered request. A node that
     /// shuts down stops taking requests and waits for this before closing the store.
+    ///
+    /// While the bucket fails in sync mode, a batch whose local append is done and whose
+    /// requests were already answered does not hold shutdown up: the local WAL holds it and
+    /// the next start uploads it.
     pub fn is_quiescent(&self) -> bool {
-        self.in_flight.is_none() && self.open.is_idle() && self.compactor.waiters.is_empty()
+        let waiting = |b: &Batch| !b.replies.is_empty() || !b.physical.is_empty();
+        let outage = self
+            .remote
+            .as_ref()
+            .is_some_and(|r| r.config.sync_upload && r.outage.is_some());
+        let in_flight = self
+            .in_flight
+            .as_ref()
+            .is_none_or(|f| outage && f.local_done && !waiting(&f.batch));
+        let open = self.open.is_idle() || (outage && !waiting(&self.open));
+        in_flight && open && self.compactor.waiters.is_empty()
+    }
+
+    /// Whether the core serves requests: false while it recovers from the bucket at start-up
+    /// (adapters' `open` waits for it, or for [`Action::Failed`]); always true local-only.
+    pub fn is_serving(&self) -> bool {
+        self.remote.as_ref().is_none_or(|r| r.is_serving())
     }
 
     /// Index of the last entry applied to the store.
@@ -350,12 +450,12 @@ impl<S: Store> Core<S> {
         &self.leases
     }
 
-    fn io_id(&mut self) -> IoId {
+    pub(crate) fn io_id(&mut self) -> IoId {
         self.next_io += 1;
         IoId(self.next_io)
     }
 
-    fn fail(&mut self, reason: String) {
+    pub(crate) fn fail(&mut self, reason: String) {
         let in_flight = self.in_flight.take().map(|f| f.batch);
         self.fail_with(reason, in_flight);
     }
@@ -394,6 +494,17 @@ impl<S: Store> Core<S> {
                 result: Err(err.clone()),
             });
         }
+        for id in self
+            .remote
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.ckp_waiters))
+            .unwrap_or_default()
+        {
+            self.actions.push_back(Action::CheckpointDone {
+                id,
+                result: Err(format!("the node failed: {reason}")),
+            });
+        }
         self.actions.push_back(Action::Failed { reason });
     }
 
@@ -401,6 +512,13 @@ impl<S: Store> Core<S> {
         if let Some(reason) = &self.failed {
             let result = Err(Error::Failed(reason.clone()));
             self.actions.push_back(Action::Reply { id, result });
+            return;
+        }
+        if let Some(err) = self.remote_refusal() {
+            self.actions.push_back(Action::Reply {
+                id,
+                result: Err(err),
+            });
             return;
         }
         if request.approx_size() > self.config.max_request_bytes {
@@ -572,8 +690,12 @@ impl<S: Store> Core<S> {
 
     /// Starts writing the open batch if nothing is in flight; releases replies that wait on
     /// nothing.
-    fn maybe_flush(&mut self, now: Instant) {
-        if self.failed.is_some() || self.in_flight.is_some() || self.open.is_idle() {
+    pub(crate) fn maybe_flush(&mut self, now: Instant) {
+        if self.failed.is_some()
+            || self.in_flight.is_some()
+            || self.open.is_idle()
+            || self.remote.as_ref().is_some_and(|r| r.holds_flush())
+        {
             return;
         }
         if self.open.ops.is_empty() {
@@ -590,6 +712,9 @@ impl<S: Store> Core<S> {
         };
         self.next_index += 1;
         let frame = encode_entry_frame(&entry);
+        if let Some(remote) = &mut self.remote {
+            remote.enqueue(entry.index, Bytes::from(frame.clone()), now);
+        }
         let (segment, create, bytes) = match &mut self.active {
             Some(active) => {
                 active.len += frame.len() as u64;
@@ -614,11 +739,16 @@ impl<S: Store> Core<S> {
             create,
             bytes,
         });
-        self.in_flight = Some(InFlight { io, entry, batch });
+        self.in_flight = Some(InFlight {
+            io,
+            entry,
+            batch,
+            local_done: false,
+        });
     }
 
     /// Emits the events and replies of a durable batch.
-    fn release(&mut self, batch: Batch) {
+    pub(crate) fn release(&mut self, batch: Batch) {
         if !batch.events.is_empty() {
             self.actions.push_back(Action::Publish {
                 events: batch.events.into(),
@@ -642,7 +772,12 @@ impl<S: Store> Core<S> {
     fn handle_io(&mut self, now: Instant, io: IoId, result: Result<(), String>) {
         if self.in_flight.as_ref().is_some_and(|f| f.io == io) {
             match result {
-                Ok(()) => self.complete_batch(now),
+                Ok(()) => {
+                    if let Some(f) = &mut self.in_flight {
+                        f.local_done = true;
+                    }
+                    self.maybe_complete_batch(now);
+                }
                 Err(e) => self.fail(format!("WAL write failed: {e}")),
             }
         } else if self.persist_in_flight.is_some_and(|(p, _)| p == io) {
@@ -650,16 +785,9 @@ impl<S: Store> Core<S> {
             match result {
                 Ok(()) => {
                     self.durable_index = self.durable_index.max(target);
-                    while self
-                        .sealed
-                        .front()
-                        .is_some_and(|s| s.last_index <= self.durable_index)
-                    {
-                        let seg = self.sealed.pop_front().expect("checked non-empty");
-                        self.actions
-                            .push_back(Action::WalDelete { segment: seg.id });
-                    }
+                    self.delete_covered_segments();
                     self.maybe_persist();
+                    self.persisted(now);
                 }
                 Err(e) => self.fail(format!("store persist failed: {e}")),
             }
@@ -688,6 +816,19 @@ impl<S: Store> Core<S> {
         }
     }
 
+    /// Completes the in-flight batch once it is durable by the configured rule: the local
+    /// append done and, in sync upload mode, its tail object in the bucket.
+    pub(crate) fn maybe_complete_batch(&mut self, now: Instant) {
+        let Some(f) = &self.in_flight else { return };
+        let uploaded = self
+            .remote
+            .as_ref()
+            .is_none_or(|r| !r.config.sync_upload || r.uploaded >= f.entry.index);
+        if f.local_done && uploaded {
+            self.complete_batch(now);
+        }
+    }
+
     /// The in-flight batch is durable: apply it, publish, reply, move on.
     fn complete_batch(&mut self, now: Instant) {
         let InFlight { entry, batch, .. } = self
@@ -711,10 +852,12 @@ impl<S: Store> Core<S> {
         if let Some(active) = &mut self.active {
             active.last_index = entry.index;
         }
-        self.release(batch);
         self.maybe_seal(now);
-        self.maybe_persist();
+        // Start the next append before answering this batch: the adapter hands it to the
+        // WAL first, so its fsync overlaps the replies and the clients' next requests.
         self.maybe_flush(now);
+        self.release(batch);
+        self.maybe_persist();
     }
 
     fn request_physical_compaction(&mut self, revision: Revision) {
@@ -747,12 +890,34 @@ impl<S: Store> Core<S> {
         }
     }
 
+    /// Deletes the sealed segments whose entries the store holds durably (and, with a bucket,
+    /// the bucket holds too).
+    pub(crate) fn delete_covered_segments(&mut self) {
+        let uploaded = self.remote.as_ref().map_or(u64::MAX, |r| r.uploaded);
+        while self
+            .sealed
+            .front()
+            .is_some_and(|s| s.last_index <= self.durable_index && s.last_index <= uploaded)
+        {
+            let seg = self.sealed.pop_front().expect("checked non-empty");
+            self.actions
+                .push_back(Action::WalDelete { segment: seg.id });
+        }
+    }
+
     /// Asks the store to persist when sealed segments wait for it, so they can be deleted.
-    fn maybe_persist(&mut self) {
+    pub(crate) fn maybe_persist(&mut self) {
         if self.persist_in_flight.is_some() || self.failed.is_some() {
             return;
         }
-        if !self.sealed.is_empty() {
+        let uploaded = self.remote.as_ref().map_or(u64::MAX, |r| r.uploaded);
+        let deletable = self
+            .sealed
+            .front()
+            .is_some_and(|s| s.last_index <= uploaded && s.last_index > self.durable_index);
+        let boot = self.remote.as_ref().is_some_and(|r| r.wants_persist())
+            && self.durable_index < self.applied_index;
+        if deletable || boot {
             let io = self.io_id();
             self.persist_in_flight = Some((io, self.applied_index));
             self.actions.push_back(Action::PersistStore { io });

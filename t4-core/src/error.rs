@@ -96,9 +96,33 @@ pub enum Error {
     /// append, did not happen.
     #[error("t4: node is failed and no longer accepts writes ({0}); restart it to recover")]
     Failed(String),
+    /// The node could not make the write durable in the object store (the bucket is
+    /// unreachable or failing). The outcome is **unknown**: the write may or may not have
+    /// happened (it is in the local WAL and is uploaded when the bucket returns). Retryable:
+    /// the node resumes by itself once the bucket answers again; reads keep working.
+    #[error(
+        "t4: the object store is unavailable ({0}); the write may or may not have happened; retry later"
+    )]
+    ObjectStoreUnavailable(String),
     /// The node is shutting down.
     #[error("etcdserver: server stopped")]
     Stopped,
+    /// The backend is over its space quota (the NOSPACE alarm is raised): writes are refused
+    /// until space is freed (compact, defragment) and the alarm is disarmed.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    /// An auth request while authentication is disabled.
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    /// A watch id the stream already uses (a watch cancel reason, not a status).
+    #[error("mvcc: duplicate watch ID provided on the WatchStream")]
+    WatchIdInUse,
+    /// A watch whose `range_end` sorts at or before its key (a watch cancel reason).
+    #[error("mvcc: watcher range is empty")]
+    EmptyWatcherRange,
+    /// An RPC t4 does not serve (yet); the message names it and says why.
+    #[error("t4: {0}")]
+    Unsupported(&'static str),
     /// The store could not be read.
     #[error("t4: store read failed: {0}")]
     Store(String),
@@ -122,8 +146,12 @@ impl Error {
             Compacted | FutureRevision | LeaseTtlTooLarge => GrpcCode::OutOfRange,
             LeaseNotFound => GrpcCode::NotFound,
             LeaseExists => GrpcCode::FailedPrecondition,
-            Failed(_) | Stopped => GrpcCode::Unavailable,
+            Failed(_) | Stopped | ObjectStoreUnavailable(_) => GrpcCode::Unavailable,
             Store(_) => GrpcCode::Internal,
+            NoSpace => GrpcCode::ResourceExhausted,
+            AuthNotEnabled => GrpcCode::FailedPrecondition,
+            WatchIdInUse | EmptyWatcherRange => GrpcCode::InvalidArgument,
+            Unsupported(_) => GrpcCode::Unimplemented,
         }
     }
 }
@@ -150,5 +178,18 @@ mod tests {
         );
         assert_eq!(Error::EmptyKey.grpc_code(), GrpcCode::InvalidArgument);
         assert_eq!(Error::LeaseExists.grpc_code(), GrpcCode::FailedPrecondition);
+        assert_eq!(
+            Error::NoSpace.to_string(),
+            "etcdserver: mvcc: database space exceeded"
+        );
+        assert_eq!(Error::NoSpace.grpc_code(), GrpcCode::ResourceExhausted);
+        assert_eq!(
+            Error::AuthNotEnabled.to_string(),
+            "etcdserver: authentication is not enabled"
+        );
+        assert_eq!(
+            Error::WatchIdInUse.to_string(),
+            "mvcc: duplicate watch ID provided on the WatchStream"
+        );
     }
 }

@@ -3,19 +3,19 @@
 //! Everything in t4 that *decides* lives here, as plain data driven by calls: which revision
 //! a write gets, which requests share a WAL append (group commit), when a batch is durable,
 //! what a txn does, when a lease expires, which WAL segments may be deleted. The same
-//! [`Core`] runs inside the tokio adapter (`t4-tokio`), the etcd server, and the simulator
+//! [`Core`] runs inside the runtime adapter (the embedded API), the etcd server, and the simulator
 //! (`t4-sim`), so a bug the simulator finds is a bug in the code users run.
 //!
 //! This crate must never depend on an async runtime, on IO, or on a clock: no files, no
-//! sockets, no `Instant::now()`, no thread RNG. Time comes in as [`Instant`] arguments and
+//! sockets, no reading of the system clock, no thread-local RNG. Time comes in as [`Instant`] arguments and
 //! randomness from [`core::Config::seed`]. CI checks `cargo tree -p t4-core` for that.
 //!
 //! ## The machine
 //!
 //! ```text
-//!            Input::Request / Input::IoDone           Action::{WalAppend, WalDelete,
-//!  adapter ───────────────────────────────▶  Core  ───▶ PersistStore, CompactStore,
-//!          ◀─────────────── poll_action() ───────       Publish, Reply, Failed}
+//!   Input::{Request, IoDone, ObjectDone,          Action::{WalAppend, WalDelete, PersistStore,
+//!           CheckpointBuilt, Checkpoint}  ──▶ Core ──▶ CompactStore, Object, BuildCheckpoint,
+//!          ◀──────────────── poll_action() ───────     CheckpointDone, Publish, Reply, Failed}
 //!           handle_timeout(now) at poll_timeout()
 //! ```
 //!
@@ -42,6 +42,24 @@
 //! * Sealed WAL segments are deleted ([`Action::WalDelete`]) only after a
 //!   [`Action::PersistStore`] completed that covers every entry in them.
 //!
+//! ## With a bucket ([`remote`])
+//!
+//! When [`core::Config::remote`] is set, the core also decides everything about the object
+//! store (see `docs/object-store-layout.md` and `docs/durability.md`):
+//!
+//! * At open it takes a writer term, claims the manifest, recovers from the bucket what the
+//!   local store lacks, uploads local entries the bucket lacks, and writes a term-start
+//!   marker; until then [`Core::is_serving`] is false and requests are refused. A failure that
+//!   is not an outage is reported with [`Action::Failed`].
+//! * [`Action::Object`] requests may be outstanding concurrently; the core orders the ones
+//!   whose order matters itself (tail objects are created strictly one after the other).
+//! * In sync upload mode a batch is applied and answered only after **both** its local append
+//!   and its tail object's PUT completed. While the bucket fails, waiting and new writes get
+//!   [`Error::ObjectStoreUnavailable`]; the core retries by itself (via [`Core::poll_timeout`]).
+//! * A WAL segment is deleted only once the store persisted it and the bucket holds it.
+//! * [`Action::BuildCheckpoint`] is emitted only at the end of an input: the adapter takes its
+//!   store view before feeding the next input, so the view is at the index asked for.
+//!
 //! Plain `Range` reads never enter the core: adapters serve them from a [`Store`] view with
 //! [`mvcc::range`], concurrently with writes, and a view never shows a half-applied entry.
 //!
@@ -52,15 +70,22 @@
 //! * [`wal`] — the log format (entries, frames, segments) and recovery.
 //! * [`mvcc`] — the [`Store`] contract, [`mvcc::MemStore`], etcd's range semantics, the
 //!   overlay of pending writes.
+//! * [`snapshot`] — the portable snapshot format (a WAL segment) and its check.
+//! * [`remote`] — S3 durability decisions (fencing, upload, merge, checkpoints, GC, recovery);
+//!   [`object`] — the object-store requests; [`checkpoint`] — the checkpoint format and build.
 //! * [`txn`] — put/delete/txn semantics; [`lease`] — leases; [`watch`] — watch filters;
 //!   [`time`] — the core's clock type.
 
+pub mod checkpoint;
 pub mod core;
 pub mod error;
 pub mod kv;
 pub mod lease;
 pub mod mvcc;
+pub mod object;
+pub mod remote;
 pub mod request;
+pub mod snapshot;
 pub mod time;
 pub mod txn;
 pub mod wal;
@@ -70,6 +95,6 @@ mod write;
 pub use crate::core::{Action, Config, Core, Input, IoId, OpenError, RequestId};
 pub use crate::error::{Error, GrpcCode};
 pub use crate::kv::{Event, EventKind, KeyRange, KeyValue, LeaseId, Revision};
-pub use crate::mvcc::{ReadView, Store, StoreError};
+pub use crate::mvcc::{CheckpointImage, ReadView, Store, StoreError};
 pub use crate::request::{Request, Response};
 pub use crate::time::Instant;

@@ -1,7 +1,7 @@
 //! The core's own notion of time.
 //!
 //! Time enters the core only as a `now` argument. An [`Instant`] is a count of nanoseconds on
-//! a monotonic clock chosen by the adapter (the tokio adapter counts from node start; the
+//! a monotonic clock chosen by the adapter (the runtime adapter counts from node start; the
 //! simulator counts simulated time), so the core never reads a clock and replays exactly.
 
 use std::ops::{Add, Sub};

@@ -139,6 +139,14 @@ pub struct History {
     /// Start times of the database's lives after the first: when a disk was lost, the node
     /// started over empty and the history before is judged against the log before.
     pub epochs: Vec<Instant>,
+    /// Successful answers that arrived after the client had given up (`(op, when, answer)`):
+    /// the client never saw them, but a node acknowledged the operation, so it must not be
+    /// lost either (a paused "zombie" node answers late).
+    pub late: Vec<(OpId, Instant, Reply)>,
+    /// `(when, revision)`: from then on a node served from a store rebuilt from a bucket
+    /// checkpoint, whose history before `revision` is gone: it may answer "compacted" for
+    /// earlier revisions although the log never compacted them.
+    pub rebuilds: Vec<(Instant, Revision)>,
 }
 
 impl History {
@@ -174,6 +182,21 @@ impl History {
             Ok(r) => Outcome::Ok(r),
             Err(e) => Outcome::Err(e),
         };
+    }
+
+    /// Records a successful answer that arrived after the client gave up on `op`.
+    pub fn late_answer(&mut self, op: OpId, now: Instant, reply: Reply) {
+        self.late.push((op, now, reply));
+    }
+
+    /// The latest revision below which history was lost to a rebuild by `at` (0: none).
+    pub fn rebuild_floor(&self, at: Instant) -> Revision {
+        self.rebuilds
+            .iter()
+            .filter(|(t, _)| *t <= at)
+            .map(|(_, r)| *r)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Records that the client gave up waiting for `op`.

@@ -26,6 +26,7 @@
 //! | [`trace`] | the event trace and its stable hash |
 //! | [`disk`] | a disk with unsynced writes, torn writes, failing and lying fsync, slow IO |
 //! | [`objstore`] | an S3-like object store with ETags, conditional puts, outages, ambiguous answers |
+//! | [`bucket`] | a node's object-store requests carried out against the simulated bucket (prefix, retries) |
 //! | [`net`] | message latency, loss and partitions |
 //! | [`node`] | a node: what the tokio adapter does, on the simulated disk |
 //! | [`watchers`] | a node's watch fan-out and catch-up |
@@ -33,10 +34,11 @@
 //! | [`workload`] | the clients and their operations |
 //! | [`history`] | what the clients saw |
 //! | [`model`], [`timeline`] | etcd's semantics and the replay of a log, for the checkers |
-//! | [`checker`] | the five checkers |
+//! | [`checker`] | the checkers (five on the history, two on the bucket) |
 //! | [`fault`] | the fault plan and the faults that happened |
 //! | [`scenario`] | one run, start to verdict |
 
+pub mod bucket;
 pub mod checker;
 pub mod disk;
 pub mod fault;

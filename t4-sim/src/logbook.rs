@@ -11,18 +11,24 @@
 //!   entries, in order, each exactly as committed ([`TapStore`] reports every apply);
 //! * **revisions are strictly increasing and gap-free**, entry indexes too.
 //!
-//! When the disk is lost (a new machine, no S3 yet) the database starts over: the book
-//! starts a new *epoch* and later checks judge each epoch against its own log.
+//! When the disk is lost without a bucket the database starts over: the book starts a new
+//! *epoch* and later checks judge each epoch against its own log. With a bucket the node
+//! *rebuilds* from it ([`LogBook::disk_lost`]): the log goes on, entries the bucket returns
+//! are checked against (or adopted into) the committed log, and what the lost disk had
+//! committed but the bucket never received is dropped from it when the node serves again
+//! ([`LogBook::rebuilt`]) — the history checkers then report it if a client was told it
+//! happened.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use t4_core::mvcc::{MemStore, MemView};
+use t4_core::mvcc::{CheckpointImage, MemStore, MemView};
 use t4_core::wal::{LogEntry, LogOp};
-use t4_core::{Instant, LeaseId, Revision, Store, StoreError};
+use t4_core::{Instant, LeaseId, Response, Revision, Store, StoreError};
 
 use crate::checker::{Kind, Violation};
+use crate::objstore::{SharedStore, lock_store};
 
 /// One committed entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,13 +53,25 @@ pub struct Epoch {
 }
 
 /// The log book.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct LogBook {
     epochs: Vec<Epoch>,
     /// Entries written to the WAL and not committed yet, by index.
     written: BTreeMap<u64, (LogEntry, Instant)>,
     last_revision: Revision,
     violations: Vec<Violation>,
+    /// A bucket holds the log too: entries written but not acknowledged may come back from
+    /// it, so they are kept across restarts and adopted when the store applies them.
+    bucket: bool,
+    /// The bucket and prefix, to adopt entries the node never wrote to its WAL but applied
+    /// from the bucket (a term-start marker, entries of an earlier writer).
+    source: Option<(SharedStore, String)>,
+    /// The node lost its disk and is rebuilding from the bucket.
+    rebuilding: bool,
+    /// `(when, index)`: a client was told of the effect of entry `index`.
+    acks: Vec<(Instant, u64)>,
+    /// The simulated time of the node's current event (see [`LogBook::tick`]).
+    now: Instant,
 }
 
 impl LogBook {
@@ -64,7 +82,99 @@ impl LogBook {
             written: BTreeMap::new(),
             last_revision: 1,
             violations: Vec::new(),
+            bucket: false,
+            source: None,
+            rebuilding: false,
+            acks: Vec::new(),
+            now: Instant::ZERO,
         }
+    }
+
+    /// A book for a node whose log is also kept in `bucket` under `prefix`.
+    pub fn with_bucket(bucket: SharedStore, prefix: &str) -> LogBook {
+        LogBook {
+            bucket: true,
+            source: Some((bucket, prefix.to_string())),
+            ..LogBook::new()
+        }
+    }
+
+    /// The node handles an event at `now` (applies happen "now").
+    pub fn tick(&mut self, now: Instant) {
+        self.now = now;
+    }
+
+    /// Whether the bucket holds exactly `entry` (in a tail object or a merged segment).
+    fn in_bucket(&self, entry: &LogEntry) -> bool {
+        self.source.as_ref().is_some_and(|(store, prefix)| {
+            let store = lock_store(store);
+            crate::checker::bucket_log::scan(&store, prefix)
+                .0
+                .get(&entry.index)
+                == Some(entry)
+        })
+    }
+
+    /// Whether the node is rebuilding from the bucket after losing its disk.
+    pub fn is_rebuilding(&self) -> bool {
+        self.rebuilding
+    }
+
+    /// Every entry the book knows, in index order: the committed log, then the entries
+    /// written after it (contiguously) and not yet committed — what a bucket may hold.
+    pub fn known_log(&self) -> Vec<LogEntry> {
+        let mut out: Vec<LogEntry> = self.entries().iter().map(|c| c.entry.clone()).collect();
+        while let Some((e, _)) = self.written.get(&(out.len() as u64 + 1)) {
+            out.push(e.clone());
+        }
+        out
+    }
+
+    /// A client was answered `response` at `now`: remembers which entry holds what it
+    /// reported, so that the bucket checks know what must be recoverable.
+    pub fn client_acked(&mut self, response: &Response, now: Instant) {
+        let find = |f: &dyn Fn(&LogOp) -> bool| -> Option<u64> {
+            self.entries()
+                .iter()
+                .rev()
+                .find(|c| c.entry.ops.iter().any(f))
+                .map(|c| c.entry.index)
+        };
+        let revision = match response {
+            Response::Put(r) => r.revision,
+            Response::DeleteRange(r) => r.revision,
+            Response::Txn(r) => r.revision,
+            Response::Compact(r) => r.revision,
+            Response::LeaseRevoke(r) => r.revision,
+            Response::LeaseGrant(r) => {
+                let id = r.id;
+                if let Some(i) =
+                    find(&|op| matches!(op, LogOp::LeaseGrant { id: g, .. } if *g == id))
+                {
+                    self.acks.push((now, i));
+                }
+                r.revision
+            }
+            _ => return,
+        };
+        let index = self
+            .entries()
+            .iter()
+            .find(|c| c.entry.last_revision().is_some_and(|r| r >= revision))
+            .map(|c| c.entry.index);
+        if let Some(i) = index {
+            self.acks.push((now, i));
+        }
+    }
+
+    /// The highest entry index a client had been told of by `by` (0 if none).
+    pub fn acked_index(&self, by: Instant) -> u64 {
+        self.acks
+            .iter()
+            .filter(|(at, _)| *at <= by)
+            .map(|(_, i)| *i)
+            .max()
+            .unwrap_or(0)
     }
 
     fn current(&mut self) -> &mut Epoch {
@@ -102,11 +212,43 @@ impl LogBook {
 
     /// The node wrote `entry` to its WAL at `now` (not yet durable).
     pub fn written(&mut self, entry: LogEntry, now: Instant) {
+        let committed = self.entries().len() as u64;
+        if entry.index <= committed {
+            if self.entries()[entry.index as usize - 1].entry == entry {
+                // A committed entry written again: recovered from the bucket into a new WAL.
+                return;
+            }
+            if self.rebuilding {
+                // The lost disk had committed entries the bucket never received; the new
+                // writer's log goes another way from here.
+                self.truncate(entry.index - 1);
+            } else {
+                let detail = format!(
+                    "committed entry {} was written again with different contents: the log forks",
+                    entry.index
+                );
+                self.violate(Kind::Revisions, detail);
+                return;
+            }
+        }
         self.written.insert(entry.index, (entry, now));
+    }
+
+    fn truncate(&mut self, keep: u64) {
+        self.current().entries.truncate(keep as usize);
+        self.last_revision = self
+            .entries()
+            .iter()
+            .rev()
+            .find_map(|c| c.entry.last_revision())
+            .unwrap_or(1);
     }
 
     /// The node was told entry `index` is durable.
     pub fn acknowledged(&mut self, index: u64, now: Instant) {
+        if (index as usize) <= self.entries().len() && !self.written.contains_key(&index) {
+            return; // An entry recovered from the bucket, committed already.
+        }
         let Some((entry, written_at)) = self.written.remove(&index) else {
             self.violate(
                 Kind::Revisions,
@@ -152,6 +294,38 @@ impl LogBook {
 
     /// The store applied `entry`: it must be the committed entry of that index.
     pub fn applied(&mut self, entry: &LogEntry) {
+        let committed = self.entries().len() as u64;
+        if self.bucket && entry.index == committed + 1 {
+            // Written (and uploaded), not acknowledged locally, and now applied from the
+            // bucket: as committed as an entry recovery adopts from the disk.
+            if let Some((w, at)) = self.written.get(&entry.index).cloned()
+                && w == *entry
+            {
+                self.written.remove(&entry.index);
+                self.commit(w, at, at, true);
+                return;
+            }
+            if self.in_bucket(entry) {
+                // Never in this node's WAL, but durable in the bucket: a term-start marker
+                // written straight to the bucket, or an entry of an earlier writer.
+                self.written.remove(&entry.index);
+                let now = self.now;
+                self.commit(entry.clone(), now, now, true);
+                return;
+            }
+        }
+        if self.rebuilding
+            && entry.index <= committed
+            && self.entries()[entry.index as usize - 1].entry != *entry
+            && self.in_bucket(entry)
+        {
+            // The lost disk (or the frozen old writer) had committed entries the bucket never
+            // received; the new writer's log goes another way from here.
+            self.truncate(entry.index - 1);
+            let now = self.now;
+            self.commit(entry.clone(), now, now, true);
+            return;
+        }
         let ok = self
             .entries()
             .get((entry.index as usize).wrapping_sub(1))
@@ -177,6 +351,11 @@ impl LogBook {
     /// store at `store_applied`. Adopts what was written but not acknowledged; reports what
     /// was acknowledged and is gone.
     pub fn recovered(&mut self, entries: &[LogEntry], store_applied: u64, now: Instant) {
+        if self.rebuilding {
+            // A fresh disk: whatever the node rebuilds comes from the bucket, judged as it
+            // applies and when it serves again (`rebuilt`).
+            return;
+        }
         let committed = self.entries().len() as u64;
         if store_applied > committed {
             self.violate(
@@ -209,7 +388,16 @@ impl LogBook {
                 }
             }
         }
-        if last < committed {
+        if last < committed
+            && self.bucket
+            && self.entries()[last as usize..]
+                .iter()
+                .all(|c| self.in_bucket(&c.entry))
+        {
+            // Not on the local disk (applied from the bucket, or the store's crash image lost
+            // them), but durable in the bucket: the node must fetch them again before it
+            // serves, which the state check then verifies.
+        } else if last < committed {
             let lost: Vec<String> = self.entries()[last as usize..]
                 .iter()
                 .map(|c| {
@@ -228,16 +416,51 @@ impl LogBook {
             );
             self.violate(Kind::LostWrite, detail);
             // Carry on from what the node has, so that one loss is reported once.
-            let keep = last as usize;
-            self.current().entries.truncate(keep);
-            self.last_revision = self
-                .entries()
-                .iter()
-                .rev()
-                .find_map(|c| c.entry.last_revision())
-                .unwrap_or(1);
+            self.truncate(last);
         }
-        self.written.clear();
+        if !self.bucket {
+            self.written.clear();
+        }
+    }
+
+    /// The store loaded a checkpoint at entry `index` (recovering from the bucket): entries
+    /// up to it that were written but not committed are adopted — the checkpoint was built
+    /// from a store that had applied them. Their contents are judged by the state check when
+    /// the node serves again.
+    pub fn loaded_checkpoint(&mut self, index: u64) {
+        while (self.entries().len() as u64) < index {
+            let next = self.entries().len() as u64 + 1;
+            match self.written.remove(&next) {
+                Some((w, at)) => self.commit(w, at, at, true),
+                None => {
+                    let detail = format!(
+                        "the store loaded a checkpoint at entry {index}, but entry {next} was never written"
+                    );
+                    self.violate(Kind::Revisions, detail);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The disk was lost and the node will rebuild from the bucket.
+    pub fn disk_lost(&mut self) {
+        self.rebuilding = true;
+    }
+
+    /// The rebuilt node serves again with its store at entry `applied`: committed entries
+    /// after it were on the lost disk only, and leave the committed log.
+    pub fn rebuilt(&mut self, applied: u64) {
+        self.rebuilding = false;
+        let committed = self.entries().len() as u64;
+        if applied > committed {
+            let detail = format!(
+                "the node rebuilt from the bucket up to entry {applied}, past the {committed} committed entries"
+            );
+            self.violate(Kind::Revisions, detail);
+        } else {
+            self.truncate(applied);
+        }
     }
 
     /// The disk was lost: a new, empty database begins at `now`.
@@ -336,5 +559,126 @@ impl Store for TapStore {
 
     fn compact(&self, revision: Revision) -> Result<(), StoreError> {
         self.inner.compact(revision)
+    }
+
+    fn load_checkpoint(&self, image: &CheckpointImage) -> Result<(), StoreError> {
+        self.inner.load_checkpoint(image)?;
+        lock(&self.book).loaded_checkpoint(image.index);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64, term: u64, revision: Option<Revision>) -> LogEntry {
+        LogEntry {
+            index,
+            term,
+            ops: revision
+                .map(|revision| LogOp::Revision {
+                    revision,
+                    changes: Vec::new(),
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    const T: Instant = Instant(1);
+
+    fn bucket() -> SharedStore {
+        use crate::objstore::{ObjConfig, SimObjectStore};
+        use crate::rng::SimRng;
+        SharedStore::new(std::sync::Mutex::new(SimObjectStore::new(
+            SimRng::new(1),
+            ObjConfig::default(),
+        )))
+    }
+
+    #[test]
+    fn an_uploaded_entry_the_disk_lost_is_adopted_when_applied_from_the_bucket() {
+        let mut book = LogBook::with_bucket(bucket(), "t4");
+        for i in 1..=3 {
+            book.written(entry(i, 1, Some(i as i64 + 1)), T);
+        }
+        book.acknowledged(1, T);
+        book.acknowledged(2, T);
+        // A process crash: the WAL kept entries 1 and 2; entry 3 was only in the bucket.
+        book.recovered(&[entry(1, 1, Some(2)), entry(2, 1, Some(3))], 0, T);
+        book.applied(&entry(1, 1, Some(2)));
+        book.applied(&entry(2, 1, Some(3)));
+        book.applied(&entry(3, 1, Some(4)));
+        assert_eq!(book.violations(), &[]);
+        assert_eq!(book.entries().len(), 3);
+        assert!(book.entries()[2].adopted);
+    }
+
+    #[test]
+    fn a_rebuild_drops_what_only_the_lost_disk_had() {
+        let mut book = LogBook::with_bucket(bucket(), "t4");
+        for i in 1..=3 {
+            book.written(entry(i, 1, Some(i as i64 + 1)), T);
+            book.acknowledged(i, T);
+        }
+        book.disk_lost();
+        book.recovered(&[], 0, T);
+        book.applied(&entry(1, 1, Some(2)));
+        book.applied(&entry(2, 1, Some(3)));
+        // The new term's marker takes index 3: entry 3 never reached the bucket.
+        book.written(entry(3, 2, None), T);
+        assert_eq!(book.entries().len(), 2);
+        book.acknowledged(3, T);
+        book.applied(&entry(3, 2, None));
+        book.rebuilt(3);
+        assert_eq!(book.violations(), &[]);
+        assert_eq!(book.entries().len(), 3);
+        assert!(!book.is_rebuilding());
+    }
+
+    #[test]
+    fn a_bucket_entry_that_differs_from_a_committed_one_is_reported() {
+        let mut book = LogBook::with_bucket(bucket(), "t4");
+        book.written(entry(1, 1, Some(2)), T);
+        book.acknowledged(1, T);
+        book.disk_lost();
+        book.applied(&entry(1, 2, Some(2)));
+        assert!(
+            book.violations()
+                .iter()
+                .any(|v| v.kind == Kind::Revisions && v.detail.contains("differs")),
+            "{:?}",
+            book.violations()
+        );
+    }
+
+    #[test]
+    fn outside_a_rebuild_rewriting_a_committed_entry_is_a_fork() {
+        let mut book = LogBook::with_bucket(bucket(), "t4");
+        book.written(entry(1, 1, Some(2)), T);
+        book.acknowledged(1, T);
+        book.written(entry(1, 2, None), T);
+        assert_eq!(book.violations().len(), 1, "{:?}", book.violations());
+    }
+
+    #[test]
+    fn acknowledged_indexes_follow_the_replies() {
+        let mut book = LogBook::with_bucket(bucket(), "t4");
+        for i in 1..=2 {
+            book.written(entry(i, 1, Some(i as i64 + 1)), T);
+            book.acknowledged(i, T);
+        }
+        let put = |revision| {
+            Response::Put(t4_core::request::PutResponse {
+                revision,
+                prev_kv: None,
+            })
+        };
+        book.client_acked(&put(3), Instant(10));
+        book.client_acked(&put(2), Instant(20));
+        assert_eq!(book.acked_index(Instant(5)), 0);
+        assert_eq!(book.acked_index(Instant(10)), 2);
+        assert_eq!(book.acked_index(Instant(30)), 2);
     }
 }

@@ -11,7 +11,7 @@
 use std::process::ExitCode;
 use std::str::FromStr;
 
-use t4_sim::fault::FaultMode;
+use t4_sim::fault::{BucketChoice, FaultMode};
 use t4_sim::{Scenario, run};
 
 const USAGE: &str = "\
@@ -25,6 +25,9 @@ usage: t4-sim (--seed N | --seeds A..B) [options]
   --lying-disk           run on a disk that acknowledges fsync and forgets (must FAIL)
   --no-sync-on-recovery  do not make recovered WAL bytes durable before serving
   --failed-is-definite   judge \"node failed\" answers as \"did not happen\" (they are not)
+  --bucket MODE          drawn | none | sync | async (default: drawn from the seed)
+  --zombie, --no-zombie  force the zombie-writer scenario on or off (default: drawn; sync bucket)
+  --lying-bucket         run on a bucket that acknowledges creates and drops them (must FAIL)
   --trace                print the full event trace (with --seed)
   --verbose              print every report of a swarm, not only failures
 ";
@@ -73,6 +76,10 @@ fn parse_args() -> Result<Args, String> {
             "--lying-disk" => template.lying_disk = true,
             "--no-sync-on-recovery" => template.sync_on_recovery = false,
             "--failed-is-definite" => template.failed_is_definite = true,
+            "--bucket" => template.bucket = parse::<String>("--bucket", it.next())?.parse()?,
+            "--zombie" => template.zombie = Some(true),
+            "--no-zombie" => template.zombie = Some(false),
+            "--lying-bucket" => template.lying_bucket = true,
             "--trace" => trace = true,
             "--verbose" => verbose = true,
             "-h" | "--help" => return Err(String::new()),
@@ -82,6 +89,16 @@ fn parse_args() -> Result<Args, String> {
     let seeds = seeds.ok_or("give --seed N or --seeds A..B")?;
     if template.faults == FaultMode::None && template.lying_disk {
         template.faults = FaultMode::Crash;
+    }
+    if template.zombie == Some(true) && template.bucket == BucketChoice::Drawn {
+        template.bucket = BucketChoice::Sync;
+    }
+    if template.lying_disk && template.bucket == BucketChoice::Drawn {
+        // The lie is about the local disk: judge it without a bucket to recover from.
+        template.bucket = BucketChoice::Off;
+    }
+    if template.lying_bucket && template.bucket == BucketChoice::Drawn {
+        template.bucket = BucketChoice::Sync;
     }
     Ok(Args {
         seeds,

@@ -7,7 +7,14 @@
 //!   `PersistStore` / `CompactStore` → run them on the store after a delay and report;
 //!   `Publish` → fan out to watchers through [`t4_core::watch::WatchCursor`]s (a watcher that falls behind
 //!   replays from the store); `Reply` → send the answer to the client over the network;
-//!   `Failed` → schedule a restart, as a supervisor would.
+//!   `Failed` → schedule a restart, as a supervisor would (a zombie-to-be stays down);
+//!   `Object` → send the request to the shared bucket (`scenario::Event::BucketArrive`,
+//!   see [`crate::bucket`]) and report `ObjectDone` when its answer comes back;
+//!   `BuildCheckpoint` → take a store view now, [`t4_core::checkpoint::build`] it, report
+//!   `CheckpointBuilt` after a disk latency.
+//! * **Serving:** a node whose core is not serving yet (recovering from the bucket) drops
+//!   client messages, as an adapter that has not finished `open` does; when it starts
+//!   serving, the log book learns where a rebuild from the bucket ended.
 //! * **Reads:** plain ranges are served from `store.view()` with [`t4_core::mvcc::range`],
 //!   never through the core, as adapters do.
 //! * **Crash:** drop the core; the disk keeps its durable bytes (and, on power loss, a random
@@ -18,22 +25,18 @@
 //! the core where the simulator exercises it for every adapter.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use t4_core::mvcc::MemStore;
+use t4_core::object::{ObjectError, ObjectResponse};
 use t4_core::wal::frame::FrameRead;
 use t4_core::wal::segment::SEGMENT_HEADER_LEN;
-use t4_core::wal::{
-    self, LogEntry, decode_entry, parse_segment_file_name, read_frame, segment_file_name,
-};
+use t4_core::wal::{LogEntry, decode_entry, read_frame, segment_file_name};
 use t4_core::watch::WatchFilter;
-use t4_core::{
-    Action, Config, Core, Error, Event, Input, IoId, ReadView, RequestId, Revision, Store,
-};
+use t4_core::{Action, Config, Core, Error, Event, Input, IoId, RequestId, Revision, Store};
 
-use crate::checker::{self, Kind, Violation};
+use crate::checker::{Kind, Violation};
 use crate::disk::SimDisk;
 use crate::fault::FaultLog;
 use crate::history::{Call, History, OpId, Reply};
@@ -44,6 +47,8 @@ use crate::scenario::Event as SimEvent;
 use crate::sched::Scheduler;
 use crate::trace::Trace;
 use crate::watchers::Watchers;
+
+mod boot;
 
 /// A message from a client to a node.
 #[derive(Clone, Debug)]
@@ -88,6 +93,20 @@ pub enum NodeTimer {
         /// The compaction revision.
         revision: Revision,
     },
+    /// An object-store request's answer arrives (after the adapter's retries).
+    ObjectDone {
+        /// Completion id.
+        io: IoId,
+        /// The answer.
+        result: Result<ObjectResponse, ObjectError>,
+    },
+    /// A checkpoint build finishes.
+    CheckpointBuilt {
+        /// Completion id.
+        io: IoId,
+        /// What it built.
+        result: Result<t4_core::checkpoint::Built, String>,
+    },
     /// The core's timeout.
     CoreTimeout,
     /// Lagging watchers catch up from the store.
@@ -124,6 +143,9 @@ pub struct NodeConfig {
     /// keeps them), and serving them before they are durable lets a later power loss undo
     /// what clients saw.
     pub sync_on_recovery: bool,
+    /// A zombie: when the core fails (fenced), the process stays down instead of being
+    /// restarted, so the scenario can check that it stopped.
+    pub retire_on_failure: bool,
 }
 
 struct Append {
@@ -158,6 +180,17 @@ pub struct SimNode {
     pub boots: u64,
     /// Crash (by the fault plan) in the middle of the next WAL append.
     pub crash_during_next_append: bool,
+    /// Object-store requests in flight.
+    objects: BTreeMap<IoId, String>,
+    /// Whether the core served since its last boot (a rebuild from the bucket is over).
+    serving: bool,
+    /// Whether the core ever served (in the zombie scenario: n1 has fenced the prefix).
+    pub has_served: bool,
+    /// The process is paused (a long GC pause, a frozen VM) until then: nothing it does
+    /// happens, its timers and answers wait.
+    pub paused_until: Option<t4_core::Instant>,
+    /// The core failed and the process was retired (see [`NodeConfig::retire_on_failure`]).
+    pub retired: bool,
 }
 
 impl SimNode {
@@ -187,7 +220,32 @@ impl SimNode {
             failed: false,
             boots: 0,
             crash_during_next_append: false,
+            objects: BTreeMap::new(),
+            serving: false,
+            has_served: false,
+            paused_until: None,
+            retired: false,
         }
+    }
+
+    /// The book this node reports to.
+    pub fn book(&self) -> &SharedBook {
+        &self.book
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Makes this node a zombie-to-be: when its core fails, it is not restarted.
+    pub fn retire_on_failure(&mut self) {
+        self.config.retire_on_failure = true;
+    }
+
+    /// Whether the node is paused at `now`.
+    pub fn is_paused(&self, now: t4_core::Instant) -> bool {
+        self.paused_until.is_some_and(|t| now < t)
     }
 
     /// Stops injecting store failures and watcher lag (the end of a run's fault phase).
@@ -210,8 +268,9 @@ impl SimNode {
     pub fn is_settled(&self) -> bool {
         self.core
             .as_ref()
-            .is_some_and(|c| c.is_quiescent() && c.failure().is_none())
+            .is_some_and(|c| c.is_quiescent() && c.failure().is_none() && c.is_serving())
             && self.appends.is_empty()
+            && self.objects.is_empty()
             && self.watchers.all_synced()
     }
 
@@ -235,107 +294,6 @@ impl SimNode {
         );
     }
 
-    /// Starts the node from its disk and store, as `t4::Node::open` does.
-    pub fn boot(&mut self, env: &mut Env<'_>) {
-        self.generation += 1;
-        self.boots += 1;
-        let now = env.sched.now();
-        let mut segments: Vec<(u64, Bytes)> = self
-            .disk
-            .list()
-            .into_iter()
-            .filter_map(|name| {
-                let id = parse_segment_file_name(&name)?;
-                Some((id, self.disk.read(&name)?))
-            })
-            .collect();
-        segments.sort_by_key(|(id, _)| *id);
-        let store = TapStore::new(self.store.clone(), Arc::clone(&self.book));
-        let applied = store.view().applied_index();
-        let recovery = match wal::recover(&segments, applied) {
-            Ok(r) => r,
-            Err(e) => {
-                self.report(
-                    Kind::Recovery,
-                    format!("n{} cannot recover from its own disk: {e}", self.id),
-                );
-                return;
-            }
-        };
-        if let Some((segment, len)) = recovery.truncate {
-            self.disk
-                .truncate_durably(&segment_file_name(segment), len as usize);
-            env.trace.record(
-                now,
-                format_args!(
-                    "n{} recovery cuts torn tail of segment {segment} at {len}",
-                    self.id
-                ),
-            );
-        }
-        if self.config.sync_on_recovery {
-            for s in &recovery.segments {
-                // A process crash leaves unsynced WAL bytes in the page cache, where recovery
-                // reads them: make them durable before serving them, or give up and retry.
-                let file = segment_file_name(s.id);
-                if let Err(e) = self.disk.sync(&file, true) {
-                    env.faults
-                        .record(now, format!("n{} cannot start: {e}; retrying", self.id));
-                    let delay = self.rng.log_uniform(10_000_000, 1_000_000_000);
-                    env.sched.after_nanos(
-                        delay,
-                        SimEvent::Boot {
-                            node: self.id,
-                            generation: self.generation,
-                        },
-                    );
-                    return;
-                }
-            }
-        }
-        let replayed = recovery.entries.len();
-        lock(&self.book).recovered(&recovery.entries, applied, now);
-        let config = Config {
-            seed: self.rng.next_u64(),
-            ..self.config.core.clone()
-        };
-        let core = match Core::open(config, store, recovery, now) {
-            Ok(c) => c,
-            Err(e) => {
-                self.report(Kind::Recovery, format!("n{} cannot open: {e}", self.id));
-                return;
-            }
-        };
-        env.trace.record(
-            now,
-            format_args!(
-                "n{} boots (gen {}): store at entry {applied}, {replayed} WAL entries replayed, revision {}",
-                self.id,
-                self.generation,
-                core.applied_revision()
-            ),
-        );
-        self.check_state(core.store());
-        self.core = Some(core);
-        self.failed = false;
-        self.drain(env);
-    }
-
-    /// Compares the store with a replay of the committed log (checker 5, after every boot).
-    fn check_state(&self, store: &TapStore) {
-        let book = lock(&self.book);
-        let epoch = book.epochs().last().expect("never empty").clone();
-        drop(book);
-        match checker::replay(&epoch) {
-            Ok(t) => {
-                if let Some(v) = checker::state::check(store, &t, epoch.entries.len() as u64) {
-                    lock(&self.book).report(v);
-                }
-            }
-            Err(v) => lock(&self.book).report(v),
-        }
-    }
-
     /// Crashes the node. `power_loss`: the machine lost power (unsynced disk writes are at
     /// risk); otherwise only the process died. `lose_disk`: the machine is gone, and a fresh
     /// one takes its place.
@@ -345,18 +303,30 @@ impl SimNode {
         self.generation += 1;
         self.pending.clear();
         self.appends.clear();
+        self.objects.clear();
         self.timer_at = None;
         self.pump_scheduled = false;
         self.watchers.close_all(env.history, now);
         if lose_disk {
             self.disk = self.disk.replaced();
             self.store = MemStore::new();
-            lock(&self.book).new_epoch(now);
-            env.history.new_epoch(now);
-            env.faults.record(
-                now,
-                format!("n{} disk lost: the node starts empty", self.id),
-            );
+            if self.config.core.remote.is_some() {
+                lock(&self.book).disk_lost();
+                env.faults.record(
+                    now,
+                    format!(
+                        "n{} disk lost: the node starts empty and rebuilds from the bucket",
+                        self.id
+                    ),
+                );
+            } else {
+                lock(&self.book).new_epoch(now);
+                env.history.new_epoch(now);
+                env.faults.record(
+                    now,
+                    format!("n{} disk lost: the node starts empty", self.id),
+                );
+            }
             return;
         }
         let image = self.rng.index(self.store.unpersisted_entries() + 1);
@@ -392,11 +362,21 @@ impl SimNode {
     /// A message arrives.
     pub fn receive(&mut self, env: &mut Env<'_>, msg: ToNode) {
         let now = env.sched.now();
+        lock(&self.book).tick(now);
         let Some(core) = self.core.as_mut() else {
             env.trace
                 .record(now, format_args!("n{} is down: message dropped", self.id));
             return;
         };
+        if !core.is_serving() {
+            // Still recovering from the bucket: an adapter does not listen yet (`open`
+            // returns once the core serves), and its store is not caught up.
+            env.trace.record(
+                now,
+                format_args!("n{} is not serving yet: message dropped", self.id),
+            );
+            return;
+        }
         match msg {
             ToNode::Call {
                 client,
@@ -460,6 +440,7 @@ impl SimNode {
     /// One of the node's timers fired.
     pub fn on_timer(&mut self, env: &mut Env<'_>, timer: NodeTimer) {
         let now = env.sched.now();
+        lock(&self.book).tick(now);
         match timer {
             NodeTimer::WalSynced { io } => {
                 let Some(append) = self.appends.remove(&io) else {
@@ -525,6 +506,46 @@ impl SimNode {
                     core.handle(now, Input::IoDone { io, result });
                 }
             }
+            NodeTimer::ObjectDone { io, result } => {
+                let Some(what) = self.objects.remove(&io) else {
+                    return;
+                };
+                env.trace.record(
+                    now,
+                    format_args!(
+                        "n{} bucket {what}: {}",
+                        self.id,
+                        match &result {
+                            Ok(_) => "ok".to_string(),
+                            Err(e) => e.to_string(),
+                        }
+                    ),
+                );
+                if let Some(core) = self.core.as_mut() {
+                    core.handle(now, Input::ObjectDone { io, result });
+                }
+            }
+            NodeTimer::CheckpointBuilt { io, result } => {
+                env.trace.record(
+                    now,
+                    format_args!(
+                        "n{} checkpoint built: {}",
+                        self.id,
+                        match &result {
+                            Ok(b) => format!(
+                                "entry {} revision {}, {} new files",
+                                b.index,
+                                b.revision,
+                                b.new_files.len()
+                            ),
+                            Err(e) => e.clone(),
+                        }
+                    ),
+                );
+                if let Some(core) = self.core.as_mut() {
+                    core.handle(now, Input::CheckpointBuilt { io, result });
+                }
+            }
             NodeTimer::CoreTimeout => {
                 self.timer_at = None;
                 if let Some(core) = self.core.as_mut()
@@ -545,6 +566,10 @@ impl SimNode {
     fn drain(&mut self, env: &mut Env<'_>) {
         while let Some(action) = self.core.as_mut().and_then(|c| c.poll_action()) {
             self.perform(env, action);
+        }
+        if !self.serving && self.core.as_ref().is_some_and(|c| c.is_serving()) {
+            self.has_served = true;
+            self.started_serving(env);
         }
         if let Some(core) = &self.core
             && let Some(at) = core.poll_timeout()
@@ -622,9 +647,58 @@ impl SimNode {
             }
             Action::Publish { events } => self.publish(env, &events),
             Action::Reply { id, result } => {
+                if let Ok(response) = &result {
+                    lock(&self.book).client_acked(response, now);
+                }
                 if let Some((client, op)) = self.pending.remove(&id) {
                     self.send_reply(env, client, op, result.map(Reply::Response));
                 }
+            }
+            Action::Object { io, request } => {
+                let what = crate::bucket::describe(&request);
+                env.trace
+                    .record(now, format_args!("n{} bucket {what} sent", self.id));
+                self.objects.insert(io, what);
+                let delay = crate::bucket::request_delay(&mut self.rng);
+                env.sched.after_nanos(
+                    delay,
+                    SimEvent::BucketArrive {
+                        node: self.id,
+                        generation: self.generation,
+                        io,
+                        attempt: 0,
+                        request,
+                    },
+                );
+            }
+            Action::BuildCheckpoint { io, spec } => {
+                // The view is taken now, as the contract asks; the build runs "in the
+                // background" for as long as the disk takes.
+                let result = self.core.as_ref().map_or_else(
+                    || Err("the node is down".to_string()),
+                    |c| t4_core::checkpoint::build(&c.store().view(), &spec),
+                );
+                let latency = self.disk.latency();
+                self.schedule(env, latency, NodeTimer::CheckpointBuilt { io, result });
+            }
+            Action::CheckpointDone { id, result } => {
+                env.trace.record(
+                    now,
+                    format_args!(
+                        "n{} checkpoint demand {id:?}: {:?}",
+                        self.id,
+                        result.is_ok()
+                    ),
+                );
+            }
+            Action::Failed { reason } if self.config.retire_on_failure => {
+                self.failed = true;
+                self.retired = true;
+                env.faults.record(
+                    now,
+                    format!("n{} stops ({reason}) and is not restarted", self.id),
+                );
+                self.crash(env, false, false);
             }
             Action::Failed { reason } => {
                 self.failed = true;

@@ -107,6 +107,10 @@ pub struct ObjConfig {
     pub ambiguous_ppm: u32,
     /// Windows `[start, end)` during which the store is unreachable.
     pub outages: Vec<(Instant, Instant)>,
+    /// A **lying** store: the chance that a successful create (`If-None-Match: *`) is
+    /// acknowledged but the object is silently dropped. A correct system cannot survive
+    /// this; the simulator must report it (`--lying-bucket`).
+    pub lose_created_ppm: u32,
 }
 
 impl Default for ObjConfig {
@@ -118,6 +122,7 @@ impl Default for ObjConfig {
             error_ppm: 0,
             ambiguous_ppm: 0,
             outages: Vec::new(),
+            lose_created_ppm: 0,
         }
     }
 }
@@ -137,14 +142,24 @@ struct Object {
     etag: ETag,
 }
 
+/// A bucket shared by the nodes of a run and the checkers that look into it.
+pub type SharedStore = std::sync::Arc<std::sync::Mutex<SimObjectStore>>;
+
+/// Locks a shared bucket (a poisoned lock still holds a usable store).
+pub fn lock_store(store: &SharedStore) -> std::sync::MutexGuard<'_, SimObjectStore> {
+    store.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The bucket.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct SimObjectStore {
     rng: SimRng,
     config: ObjConfig,
     objects: BTreeMap<String, Object>,
     /// Requests served, by kind: get, put, list, delete.
     pub requests: [u64; 4],
+    /// Creates acknowledged and dropped by a lying store.
+    pub dropped: u64,
 }
 
 enum Fate {
@@ -161,7 +176,52 @@ impl SimObjectStore {
             config,
             objects: BTreeMap::new(),
             requests: [0; 4],
+            dropped: 0,
         }
+    }
+
+    /// The store's behaviour.
+    pub fn config(&self) -> &ObjConfig {
+        &self.config
+    }
+
+    /// Stops injecting faults (the end of a run's fault phase); a lying store keeps lying.
+    pub fn calm(&mut self) {
+        self.config.slow_ppm = 0;
+        self.config.error_ppm = 0;
+        self.config.ambiguous_ppm = 0;
+        self.config.outages.clear();
+    }
+
+    /// A fault-free store holding a copy of this one's objects, for checkers: what a fresh
+    /// node would find in the bucket right now.
+    pub fn snapshot(&self) -> SimObjectStore {
+        SimObjectStore {
+            rng: SimRng::new(0),
+            config: ObjConfig {
+                latency: (0, 0),
+                ..ObjConfig::default()
+            },
+            objects: self.objects.clone(),
+            requests: [0; 4],
+            dropped: 0,
+        }
+    }
+
+    /// Every object's key and contents, in key order, bypassing faults (for checkers).
+    pub fn objects(&self) -> impl Iterator<Item = (&str, &Bytes)> {
+        self.objects.iter().map(|(k, o)| (k.as_str(), &o.data))
+    }
+
+    /// Removes `key`, bypassing faults (for tests that build a known-bad bucket).
+    pub fn remove(&mut self, key: &str) -> bool {
+        self.objects.remove(key).is_some()
+    }
+
+    /// Stores `key` = `data`, bypassing faults (for tests that build a known-bad bucket).
+    pub fn insert(&mut self, key: &str, data: Bytes) {
+        let etag = ETag::of(&data);
+        self.objects.insert(key.to_string(), Object { data, etag });
     }
 
     fn latency(&mut self) -> u64 {
@@ -238,6 +298,10 @@ impl SimObjectStore {
             return Err(ObjError::PreconditionFailed);
         }
         let etag = ETag::of(&data);
+        if *mode == PutMode::IfAbsent && self.rng.chance(self.config.lose_created_ppm) {
+            self.dropped += 1;
+            return Ok(etag);
+        }
         self.objects.insert(
             key.to_string(),
             Object {
@@ -420,6 +484,41 @@ mod tests {
         );
         assert!(s.is_empty());
         assert_eq!(s.get(Instant(150), "k").result, Err(ObjError::Unavailable));
+    }
+
+    #[test]
+    fn a_lying_store_acknowledges_a_create_and_drops_it() {
+        let config = ObjConfig {
+            lose_created_ppm: 1_000_000,
+            ..ObjConfig::default()
+        };
+        let mut s = SimObjectStore::new(SimRng::new(4), config);
+        assert!(s.put(T, "k", b("v"), PutMode::IfAbsent).result.is_ok());
+        assert_eq!(s.get(T, "k").result, Err(ObjError::NotFound));
+        assert_eq!(s.dropped, 1);
+        // Overwrites are kept: the lie is only about creates.
+        assert!(s.put(T, "m", b("v"), PutMode::Overwrite).result.is_ok());
+        assert_eq!(s.peek("m").unwrap(), "v");
+    }
+
+    #[test]
+    fn a_snapshot_is_a_fault_free_copy() {
+        let config = ObjConfig {
+            error_ppm: 1_000_000,
+            ..ObjConfig::default()
+        };
+        let mut s = SimObjectStore::new(SimRng::new(5), config);
+        s.objects.insert(
+            "k".into(),
+            Object {
+                data: b("v"),
+                etag: ETag::of(b"v"),
+            },
+        );
+        let mut copy = s.snapshot();
+        assert_eq!(copy.get(T, "k").result.unwrap().0, "v");
+        assert!(copy.put(T, "k2", b("w"), PutMode::IfAbsent).result.is_ok());
+        assert!(s.peek("k2").is_none());
     }
 
     #[test]

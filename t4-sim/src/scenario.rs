@@ -15,7 +15,6 @@
 //!
 //! Everything random comes from child streams of the seed, so a seed replays exactly.
 
-use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,197 +22,33 @@ use bytes::Bytes;
 use t4_core::request::PutRequest;
 use t4_core::{Config, Error, Instant, Request};
 
-use crate::checker::{self, CheckConfig, Findings, Kind, Violation};
+use t4_core::IoId;
+use t4_core::object::ObjectRequest;
+
+use crate::checker::{self, CheckConfig, Kind, Violation};
 use crate::disk::SimDisk;
-use crate::fault::{FaultLog, FaultMode, FaultPlan};
+use crate::fault::{BucketPlan, FaultLog, FaultPlan};
 use crate::history::{Call, History, OpId, Outcome, Reply};
 use crate::logbook::{LogBook, SharedBook, lock};
 use crate::net::{Endpoint, SimNet};
 use crate::node::{Env, NodeConfig, NodeTimer, SimNode, ToNode};
+use crate::objstore::{SharedStore, SimObjectStore, lock_store};
 use crate::rng::SimRng;
 use crate::sched::Scheduler;
-use crate::trace::{Trace, secs};
+use crate::trace::Trace;
 use crate::workload::{Client, ClientAction, WorkloadConfig};
+
+mod remote;
+mod report;
+
+pub use report::{Report, Scenario, Stats};
 
 /// How long the system has to settle once faults stop.
 const SETTLE_LIMIT: Duration = Duration::from_secs(120);
+/// A run that handles more events than this at one simulated instant is spinning.
+const EVENTS_PER_INSTANT: u64 = 100_000;
 /// A run that goes on longer than this (simulated) has stalled.
 const RUN_LIMIT: Duration = Duration::from_secs(4 * 3600);
-
-/// One simulation run's parameters. Everything not given here is drawn from the seed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Scenario {
-    /// The seed.
-    pub seed: u64,
-    /// Number of clients (drawn from the seed if `None`).
-    pub clients: Option<usize>,
-    /// Total operations (drawn from the seed if `None`).
-    pub ops: Option<usize>,
-    /// Which faults may happen.
-    pub faults: FaultMode,
-    /// Run on a disk that acknowledges fsync without making anything durable.
-    pub lying_disk: bool,
-    /// Make recovered WAL segments durable before serving (what a correct adapter does).
-    pub sync_on_recovery: bool,
-    /// Keep the trace text (for `--trace` and the determinism test).
-    pub keep_trace: bool,
-    /// Judge `Error::Failed` answers as "did not happen" (see
-    /// [`CheckConfig::failed_is_definite`]).
-    pub failed_is_definite: bool,
-}
-
-impl Scenario {
-    /// The default scenario for `seed`: everything drawn from it, every fault allowed.
-    pub fn new(seed: u64) -> Scenario {
-        Scenario {
-            seed,
-            clients: None,
-            ops: None,
-            faults: FaultMode::All,
-            lying_disk: false,
-            sync_on_recovery: true,
-            keep_trace: false,
-            failed_is_definite: false,
-        }
-    }
-
-    /// The command that replays this scenario.
-    pub fn replay_command(&self) -> String {
-        let mut cmd = format!("cargo run -p t4-sim --release -- --seed {}", self.seed);
-        if let Some(c) = self.clients {
-            cmd.push_str(&format!(" --clients {c}"));
-        }
-        if let Some(o) = self.ops {
-            cmd.push_str(&format!(" --ops {o}"));
-        }
-        if self.faults != FaultMode::All {
-            cmd.push_str(&format!(" --faults {}", self.faults));
-        }
-        if self.lying_disk {
-            cmd.push_str(" --lying-disk");
-        }
-        if !self.sync_on_recovery {
-            cmd.push_str(" --no-sync-on-recovery");
-        }
-        if self.failed_is_definite {
-            cmd.push_str(" --failed-is-definite");
-        }
-        cmd
-    }
-}
-
-/// Counts from one run.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Operations issued.
-    pub ops: usize,
-    /// Answered with success.
-    pub ok: usize,
-    /// Answered with an error.
-    pub errors: usize,
-    /// Never answered.
-    pub unknown: usize,
-    /// Watches opened.
-    pub watches: usize,
-    /// Entries in the committed log (last epoch).
-    pub entries: usize,
-    /// The last revision (last epoch).
-    pub revision: i64,
-    /// Boots of the node.
-    pub boots: u64,
-    /// What the checkers counted.
-    pub findings: Findings,
-    /// Digest of the final state (a replay of the committed log).
-    pub state_hash: u64,
-}
-
-/// The verdict of one run.
-#[derive(Clone, Debug)]
-pub struct Report {
-    /// What ran.
-    pub scenario: Scenario,
-    /// Every violation (empty: the run passed).
-    pub violations: Vec<Violation>,
-    /// Hash of the event trace.
-    pub trace_hash: u64,
-    /// The trace text, if kept.
-    pub trace: Option<String>,
-    /// Events in the trace.
-    pub events: u64,
-    /// Simulated time at the end.
-    pub sim_time: Instant,
-    /// The faults that happened.
-    pub faults: FaultLog,
-    /// The fault plan, in one line.
-    pub plan: String,
-    /// The workload, in one line.
-    pub workload: String,
-    /// Counts.
-    pub stats: Stats,
-    /// The history (for tests and post-mortems).
-    pub history: History,
-}
-
-impl Report {
-    /// Whether every checker passed.
-    pub fn passed(&self) -> bool {
-        self.violations.is_empty()
-    }
-
-    /// Whether some violation is of `kind`.
-    pub fn has(&self, kind: Kind) -> bool {
-        self.violations.iter().any(|v| v.kind == kind)
-    }
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = &self.stats;
-        writeln!(
-            f,
-            "seed {}: {}",
-            self.scenario.seed,
-            if self.passed() { "PASS" } else { "FAIL" }
-        )?;
-        writeln!(
-            f,
-            "  trace hash   {:016x} ({} events)",
-            self.trace_hash, self.events
-        )?;
-        writeln!(f, "  simulated    {}", secs(self.sim_time))?;
-        writeln!(f, "  workload     {}", self.workload)?;
-        writeln!(f, "  fault plan   {}", self.plan)?;
-        writeln!(
-            f,
-            "  history      {} ops: {} ok, {} errors, {} unknown ({} happened); {} watches, {} events checked",
-            s.ops,
-            s.ok,
-            s.errors,
-            s.unknown,
-            s.findings.unknown_applied,
-            s.watches,
-            s.findings.watch_events
-        )?;
-        writeln!(
-            f,
-            "  log          {} entries, revision {}, {} boots, state hash {:016x}",
-            s.entries, s.revision, s.boots, s.state_hash
-        )?;
-        if self.faults.entries.is_empty() {
-            writeln!(f, "  faults       none happened")?;
-        } else {
-            writeln!(f, "  faults ({}):", self.faults.entries.len())?;
-            write!(f, "{}", self.faults)?;
-        }
-        for v in &self.violations {
-            writeln!(f, "  VIOLATION {v}")?;
-        }
-        if !self.passed() {
-            writeln!(f, "  replay with: {}", self.scenario.replay_command())?;
-        }
-        Ok(())
-    }
-}
 
 /// Everything that can happen, scheduled on simulated time.
 #[derive(Debug)]
@@ -291,6 +126,31 @@ pub enum Event {
     },
     /// Settling: check whether the system is ready for the probe.
     Settle,
+    /// A node's object-store request reaches the bucket (attempt `attempt`, 0-based). It
+    /// takes effect even if the node crashed since it was sent.
+    BucketArrive {
+        /// The node.
+        node: usize,
+        /// The incarnation that sent it.
+        generation: u64,
+        /// The core's id for it.
+        io: IoId,
+        /// Retries so far.
+        attempt: u32,
+        /// The request.
+        request: ObjectRequest,
+    },
+    /// Check that a fresh node recovers from a copy of the bucket.
+    BucketCheck,
+    /// The zombie scenario: the serving node pauses and a new node takes the prefix over.
+    Takeover,
+    /// The paused node wakes up.
+    ZombieWakes,
+    /// A client that still knows only the old node sends it a write (again every few
+    /// seconds until the old node stopped: a lost message must not let it idle unfenced).
+    StaleWrite,
+    /// The end of the run: the last power loss and restart.
+    FinalRestart,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -301,12 +161,25 @@ enum Phase {
     Done,
 }
 
+/// The bucket of a run, shared by every node.
+struct Bucket {
+    store: SharedStore,
+    prefix: String,
+    plan: BucketPlan,
+    /// The adapters' retry jitter.
+    rng: SimRng,
+}
+
 struct World {
     scenario: Scenario,
     sched: Scheduler<Event>,
     trace: Trace,
     net: SimNet,
-    node: SimNode,
+    /// Node 0, and the node that took the prefix over from it in the zombie scenario.
+    nodes: Vec<SimNode>,
+    /// The node clients talk to.
+    target: usize,
+    bucket: Option<Bucket>,
     clients: Vec<Client>,
     workload: WorkloadConfig,
     plan: FaultPlan,
@@ -322,10 +195,28 @@ struct World {
 pub fn run(scenario: &Scenario) -> Report {
     let mut w = World::new(scenario.clone());
     w.start();
+    let (mut instant, mut at_instant) = (Instant::ZERO, 0u64);
     while let Some(event) = w.sched.pop() {
+        if w.sched.now() == instant {
+            at_instant += 1;
+            if at_instant > EVENTS_PER_INSTANT {
+                w.violations.push(Violation::new(
+                    Kind::Liveness,
+                    format!(
+                        "more than {EVENTS_PER_INSTANT} events at {} without time moving on (a timer that fires again and again?)",
+                        crate::trace::secs(instant)
+                    ),
+                ));
+                break;
+            }
+        } else {
+            (instant, at_instant) = (w.sched.now(), 0);
+        }
         w.handle(event);
-        let found = lock(&w.book).take_violations();
-        w.violations.extend(found);
+        for n in &w.nodes {
+            let found = lock(n.book()).take_violations();
+            w.violations.extend(found);
+        }
         if !w.violations.is_empty() || w.phase == Phase::Done {
             break;
         }
@@ -357,10 +248,24 @@ impl World {
         let clients = (0..workload.clients)
             .map(|c| Client::new(c, wl_rng.fork(), workload.ops_per_client))
             .collect();
+        let mut plan = plan;
+        let bucket_plan = BucketPlan::draw(
+            &mut SimRng::child(seed, "bucket-plan"),
+            scenario.bucket,
+            scenario.faults,
+            scenario.zombie,
+            scenario.lying_bucket,
+        );
+        if bucket_plan.as_ref().is_some_and(|b| !b.sync) {
+            // Async upload acknowledges writes the bucket does not have yet: losing the disk
+            // loses them, by design (the loss window). Such runs check the bucket instead.
+            plan.disk_loss_ppm = 0;
+        }
         let mut cfg_rng = SimRng::child(seed, "config");
         let core = Config {
             segment_max_bytes: *cfg_rng.pick(&[1 << 10, 8 << 10, 64 << 10, 64 << 20]),
             segment_max_age: Duration::from_millis(*cfg_rng.pick(&[200, 2_000, 10_000])),
+            remote: bucket_plan.as_ref().map(|b| b.remote.clone()),
             ..Config::default()
         };
         let node_config = NodeConfig {
@@ -369,8 +274,21 @@ impl World {
             persist_fail_ppm: plan.disk.fsync_fail_ppm,
             restart_after: (Duration::from_millis(50), Duration::from_millis(1000)),
             sync_on_recovery: scenario.sync_on_recovery,
+            retire_on_failure: false,
         };
-        let book: SharedBook = Arc::new(Mutex::new(LogBook::new()));
+        let bucket = bucket_plan.map(|plan| Bucket {
+            store: Arc::new(Mutex::new(SimObjectStore::new(
+                SimRng::child(seed, "objstore"),
+                plan.obj.clone(),
+            ))),
+            prefix: "t4".to_string(),
+            plan,
+            rng: SimRng::child(seed, "bucket"),
+        });
+        let book: SharedBook = Arc::new(Mutex::new(match &bucket {
+            Some(b) => LogBook::with_bucket(Arc::clone(&b.store), &b.prefix),
+            None => LogBook::new(),
+        }));
         let disk = SimDisk::new(SimRng::child(seed, "disk"), plan.disk.clone());
         let node = SimNode::new(
             0,
@@ -384,7 +302,9 @@ impl World {
             net: SimNet::new(SimRng::child(seed, "net"), plan.net.clone()),
             scenario,
             sched: Scheduler::new(),
-            node,
+            nodes: vec![node],
+            target: 0,
+            bucket,
             clients,
             workload,
             plan,
@@ -397,9 +317,9 @@ impl World {
         }
     }
 
-    fn env(&mut self) -> (&mut SimNode, Env<'_>) {
+    fn env(&mut self, node: usize) -> (&mut SimNode, Env<'_>) {
         (
-            &mut self.node,
+            &mut self.nodes[node],
             Env {
                 sched: &mut self.sched,
                 net: &mut self.net,
@@ -422,12 +342,22 @@ impl World {
             format_args!(
                 "seed {} plan: {}; workload: {:?}",
                 self.scenario.seed,
-                self.plan.summary(),
+                self.plan_summary(),
                 self.workload
             ),
         );
-        let (node, mut env) = self.env();
+        let (node, mut env) = self.env(0);
         node.boot(&mut env);
+        if let Some(b) = &mut self.bucket {
+            let d = b.rng.range(
+                b.plan.check_every.0.as_nanos() as u64,
+                b.plan.check_every.1.as_nanos() as u64,
+            );
+            self.sched.after_nanos(d, Event::BucketCheck);
+            if let Some(z) = b.plan.zombie {
+                self.sched.after(z.at, Event::Takeover);
+            }
+        }
         for c in 0..self.clients.len() {
             let delay = self.clients[c].think(&self.workload);
             self.sched
@@ -445,8 +375,31 @@ impl World {
         }
     }
 
+    /// The node an event is for, if it must wait for that node to wake up from a pause.
+    fn paused_target(&self, event: &Event) -> Option<t4_core::Instant> {
+        let node = match event {
+            Event::ToNode { node, .. }
+            | Event::Node { node, .. }
+            | Event::Boot { node, .. }
+            | Event::Restart { node, .. }
+            | Event::CrashNow { node } => *node,
+            _ => return None,
+        };
+        let now = self.sched.now();
+        let n = &self.nodes[node];
+        if node == 0 && self.zombie_waits(now) {
+            return Some(now + Duration::from_millis(100));
+        }
+        n.is_paused(now).then(|| n.paused_until.expect("paused"))
+    }
+
     fn handle(&mut self, event: Event) {
         let now = self.sched.now();
+        if let Some(wake) = self.paused_target(&event) {
+            // A paused process does nothing: what reaches it waits until it wakes.
+            self.sched.at(wake, event);
+            return;
+        }
         match event {
             Event::ClientWake { client } => self.client_wake(client),
             Event::ClientTimeout { client, op } => {
@@ -465,89 +418,95 @@ impl World {
                         Kind::Liveness,
                         "the probe write got no answer although every fault had stopped",
                     ));
+                } else if client > self.clients.len() {
+                    self.history.unknown(op);
                 }
             }
-            Event::ToNode { node: _, msg } => {
+            Event::ToNode { node, msg } => {
                 if let ToNode::Call { client, op, call } = &msg {
                     self.trace
-                        .record(now, format_args!("n0 <- c{client} op#{op} {call}"));
+                        .record(now, format_args!("n{node} <- c{client} op#{op} {call}"));
                 }
-                let (node, mut env) = self.env();
-                node.receive(&mut env, msg);
+                let (n, mut env) = self.env(node);
+                n.receive(&mut env, msg);
             }
             Event::ToClient { client, op, result } => self.answer(client, op, result),
             Event::Node {
-                node: _,
+                node,
                 generation,
                 timer,
             } => {
-                if generation == self.node.generation {
-                    let (node, mut env) = self.env();
-                    node.on_timer(&mut env, timer);
+                if generation == self.nodes[node].generation {
+                    let (n, mut env) = self.env(node);
+                    n.on_timer(&mut env, timer);
                 }
             }
             Event::Crash { node: _ } => {
                 if self.phase != Phase::Faults {
                     return;
                 }
-                if self.node.is_up() && self.rng.chance(self.plan.crash_mid_io_ppm) {
+                let node = self.target;
+                if self.nodes[node].is_up() && self.rng.chance(self.plan.crash_mid_io_ppm) {
                     // Crash at the most interesting moment: while the next WAL append is
                     // written but not yet synced.
-                    self.node.crash_during_next_append = true;
+                    self.nodes[node].crash_during_next_append = true;
                 } else {
-                    self.crash_now();
+                    self.crash_now(node);
                 }
                 if let Some(every) = self.plan.crash_every {
                     let d = self.between(every);
                     self.sched.after_nanos(d, Event::Crash { node: 0 });
                 }
             }
-            Event::CrashNow { node: _ } => {
+            Event::CrashNow { node } => {
                 if self.phase == Phase::Faults {
-                    self.crash_now();
+                    self.crash_now(node);
                 }
             }
-            Event::Boot {
-                node: _,
-                generation,
-            } => {
-                if generation == self.node.generation && !self.node.is_up() {
-                    let (node, mut env) = self.env();
-                    node.boot(&mut env);
+            Event::Boot { node, generation } => {
+                let n = &self.nodes[node];
+                if generation == n.generation && !n.is_up() && !n.retired {
+                    let (n, mut env) = self.env(node);
+                    n.boot(&mut env);
                 }
             }
-            Event::Restart {
-                node: _,
-                generation,
-            } => {
-                if generation == self.node.generation && self.node.is_up() {
+            Event::Restart { node, generation } => {
+                if generation == self.nodes[node].generation && self.nodes[node].is_up() {
                     let power = self.rng.chance(self.plan.power_loss_ppm);
                     self.trace.record(
                         now,
-                        format_args!("n0 restarted by its supervisor (power_loss={power})"),
+                        format_args!("n{node} restarted by its supervisor (power_loss={power})"),
                     );
-                    let (node, mut env) = self.env();
-                    node.crash(&mut env, power, false);
-                    node.boot(&mut env);
+                    let (n, mut env) = self.env(node);
+                    n.crash(&mut env, power, false);
+                    n.boot(&mut env);
                 }
             }
             Event::Partition { client } => {
                 if self.phase == Phase::Faults {
-                    self.net
-                        .partition(Endpoint::Client(client), Endpoint::Node(0));
+                    for n in 0..self.nodes.len() {
+                        self.net
+                            .partition(Endpoint::Client(client), Endpoint::Node(n));
+                    }
                     let d = self.between(self.plan.partition_for);
                     self.faults.record(
                         now,
-                        format!("c{client} partitioned from n0 for {}ms", d / 1_000_000),
+                        format!(
+                            "c{client} partitioned from the nodes for {}ms",
+                            d / 1_000_000
+                        ),
                     );
                     self.trace
-                        .record(now, format_args!("FAULT partition c{client} | n0"));
+                        .record(now, format_args!("FAULT partition c{client} | nodes"));
                     self.sched.after_nanos(d, Event::Heal { client });
                 }
             }
             Event::Heal { client } => {
-                self.net.heal(Endpoint::Client(client), Endpoint::Node(0));
-                self.trace.record(now, format_args!("heal c{client} | n0"));
+                for n in 0..self.nodes.len() {
+                    self.net.heal(Endpoint::Client(client), Endpoint::Node(n));
+                }
+                self.trace
+                    .record(now, format_args!("heal c{client} | nodes"));
                 if self.phase == Phase::Faults
                     && let Some(every) = self.plan.partition_every
                 {
@@ -556,32 +515,39 @@ impl World {
                 }
             }
             Event::Settle => self.settle(),
+            Event::BucketArrive {
+                node,
+                generation,
+                io,
+                attempt,
+                request,
+            } => self.bucket_arrive(node, generation, io, attempt, request),
+            Event::BucketCheck => self.bucket_check(),
+            Event::Takeover => self.takeover(),
+            Event::ZombieWakes => self.zombie_wakes(),
+            Event::StaleWrite => self.stale_write(),
+            Event::FinalRestart => self.final_restart(),
         }
     }
 
-    fn crash_now(&mut self) {
+    fn crash_now(&mut self, node: usize) {
         let now = self.sched.now();
-        self.node.crash_during_next_append = false;
-        if !self.node.is_up() {
+        self.nodes[node].crash_during_next_append = false;
+        if !self.nodes[node].is_up() {
             return;
         }
         let power = self.rng.chance(self.plan.power_loss_ppm);
         let lose_disk = self.rng.chance(self.plan.disk_loss_ppm);
         self.trace.record(
             now,
-            format_args!("FAULT crash n0 power_loss={power} disk_loss={lose_disk}"),
+            format_args!("FAULT crash n{node} power_loss={power} disk_loss={lose_disk}"),
         );
-        let (node, mut env) = self.env();
-        node.crash(&mut env, power, lose_disk);
-        let generation = self.node.generation;
+        let (n, mut env) = self.env(node);
+        n.crash(&mut env, power, lose_disk);
+        let generation = self.nodes[node].generation;
         let down = self.between(self.plan.down_for);
-        self.sched.after_nanos(
-            down,
-            Event::Boot {
-                node: 0,
-                generation,
-            },
-        );
+        self.sched
+            .after_nanos(down, Event::Boot { node, generation });
     }
 
     fn client_wake(&mut self, client: usize) {
@@ -621,10 +587,16 @@ impl World {
     }
 
     fn send(&mut self, client: usize, msg: ToNode) {
-        match self.net.send(Endpoint::Client(client), Endpoint::Node(0)) {
-            Some(latency) => self
-                .sched
-                .after_nanos(latency, Event::ToNode { node: 0, msg }),
+        let node = self.target;
+        self.send_to(client, node, msg);
+    }
+
+    fn send_to(&mut self, client: usize, node: usize, msg: ToNode) {
+        match self
+            .net
+            .send(Endpoint::Client(client), Endpoint::Node(node))
+        {
+            Some(latency) => self.sched.after_nanos(latency, Event::ToNode { node, msg }),
             None => self.trace.record(
                 self.sched.now(),
                 format_args!("net loses request from c{client}"),
@@ -653,9 +625,18 @@ impl World {
             // The probe.
             if self.history.ops[op].outcome == Outcome::Pending {
                 let ok = result.is_ok();
+                let retry_later = matches!(result, Err(Error::ObjectStoreUnavailable(_)));
                 self.history.complete(op, now, result);
                 if ok {
                     self.finish_run();
+                } else if retry_later
+                    && let Phase::Probing { since, .. } = self.phase
+                    && now.saturating_since(since) < SETTLE_LIMIT
+                {
+                    // The core has not seen the bucket answer again since the faults stopped
+                    // and says "retry later": a client would.
+                    self.phase = Phase::Settling { since };
+                    self.sched.after(Duration::from_millis(500), Event::Settle);
                 } else {
                     self.violations.push(Violation::new(
                         Kind::Liveness,
@@ -667,8 +648,17 @@ impl World {
             }
             return;
         }
+        if client > self.clients.len() {
+            // The client that still talks to the zombie.
+            self.history.complete(op, now, result);
+            return;
+        }
         if self.clients[client].in_flight != Some(op) {
-            return; // A late answer: the client already gave up.
+            // A late answer: the client already gave up. A node acknowledged it all the same.
+            if let Ok(reply @ Reply::Response(_)) = result {
+                self.history.late_answer(op, now, reply);
+            }
+            return;
         }
         self.clients[client].in_flight = None;
         let call = self.history.ops[op].call.clone();
@@ -681,14 +671,21 @@ impl World {
         if self.phase != Phase::Faults || !self.clients.iter().all(Client::done) {
             return;
         }
+        // A zombie planned for later than the clients' work still happens.
+        self.takeover();
         let now = self.sched.now();
         self.trace
             .record(now, format_args!("every client is done: faults stop"));
         self.phase = Phase::Settling { since: now };
         self.net.heal_all();
         self.net.calm();
-        self.node.disk.calm();
-        self.node.calm();
+        for n in &mut self.nodes {
+            n.disk.calm();
+            n.calm();
+        }
+        if let Some(b) = &mut self.bucket {
+            lock_store(&b.store).calm();
+        }
         self.sched.after(Duration::from_millis(100), Event::Settle);
     }
 
@@ -697,7 +694,7 @@ impl World {
         let Phase::Settling { since } = self.phase else {
             return;
         };
-        if self.node.is_settled() {
+        if self.nodes[self.target].is_settled() {
             let client = self.clients.len();
             let call = Call::Request(Request::Put(PutRequest {
                 key: Bytes::from_static(b"probe"),
@@ -716,8 +713,8 @@ impl World {
             let detail = format!(
                 "the node did not settle within {}s after faults stopped (up: {}, failed: {})",
                 SETTLE_LIMIT.as_secs(),
-                self.node.is_up(),
-                self.node.failed
+                self.nodes[self.target].is_up(),
+                self.nodes[self.target].failed
             );
             self.violations.push(Violation::new(Kind::Liveness, detail));
             return;
@@ -725,15 +722,40 @@ impl World {
         self.sched.after(Duration::from_millis(100), Event::Settle);
     }
 
-    /// The probe was acknowledged: close the watches, lose power once more, restart.
+    /// The probe was acknowledged. With an async bucket, give the uploads their loss window
+    /// to drain first; then the final restart.
     fn finish_run(&mut self) {
-        let (node, mut env) = self.env();
+        let wait = self.drain_time();
+        if wait.is_zero() && !self.zombie_pending() {
+            self.final_restart();
+        } else {
+            self.sched.after(wait, Event::FinalRestart);
+        }
+    }
+
+    /// Closes the watches, loses power once more, restarts; checks the bucket a last time.
+    fn final_restart(&mut self) {
+        if self.zombie_pending() {
+            // The old writer has not woken up and stopped yet: give it the time.
+            self.sched
+                .after(Duration::from_secs(1), Event::FinalRestart);
+            return;
+        }
+        let target = self.target;
+        let (node, mut env) = self.env(target);
         node.end_watches(&mut env);
         let now = env.sched.now();
         env.trace
             .record(now, format_args!("final power loss and restart"));
         node.crash(&mut env, true, false);
         node.boot(&mut env);
+        for n in 0..self.nodes.len() {
+            if n != target {
+                let (node, mut env) = self.env(n);
+                node.end_watches(&mut env);
+            }
+        }
+        self.final_bucket_checks();
         self.phase = Phase::Done;
     }
 
@@ -765,7 +787,7 @@ impl World {
             watches: self.history.watches.len(),
             entries: last.entries.len(),
             revision,
-            boots: self.node.boots,
+            boots: self.nodes.iter().map(|n| n.boots).sum(),
             findings,
             state_hash,
         };
@@ -779,13 +801,27 @@ impl World {
             w.think.1 / 1_000_000,
             w.timeout.as_secs()
         );
+        let plan = self.plan_summary();
+        let book = lock(&self.book);
+        let known_log = book.known_log();
+        let acked_index = book.acked_index(self.sched.now());
+        let committed = book.entries().len() as u64;
+        drop(book);
         Report {
+            bucket: self
+                .bucket
+                .as_ref()
+                .map(|b| lock_store(&b.store).snapshot()),
+            config: self.nodes[self.target].config().core.clone(),
+            known_log,
+            acked_index,
+            committed,
             violations: self.violations,
             trace_hash: self.trace.hash(),
             events: self.trace.events(),
             trace: self.trace.take_text(),
             sim_time: self.sched.now(),
-            plan: self.plan.summary(),
+            plan,
             faults: self.faults,
             workload,
             stats,

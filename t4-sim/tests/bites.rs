@@ -13,7 +13,7 @@ use t4_core::{Event, EventKind, Instant, KeyRange, KeyValue, Request, Response, 
 use t4_sim::checker::{
     self, CheckConfig, Kind, Window, linearizable, lost_writes, revisions, watches,
 };
-use t4_sim::fault::FaultMode;
+use t4_sim::fault::{BucketChoice, FaultMode};
 use t4_sim::history::{Call, History, Reply, WatchEnd};
 use t4_sim::logbook::{Committed, Epoch, LogBook};
 use t4_sim::{Scenario, run};
@@ -380,6 +380,7 @@ fn a_lying_disk_is_reported_as_lost_writes_with_its_seed() {
         let scenario = Scenario {
             lying_disk: true,
             faults: FaultMode::Crash,
+            bucket: BucketChoice::Off,
             ..Scenario::new(seed)
         };
         let report = run(&scenario);
@@ -391,7 +392,7 @@ fn a_lying_disk_is_reported_as_lost_writes_with_its_seed() {
         assert!(text.contains(&format!("seed {seed}: FAIL")), "{text}");
         assert!(
             text.contains(&format!(
-                "cargo run -p t4-sim --release -- --seed {seed} --faults crash --lying-disk"
+                "cargo run -p t4-sim --release -- --seed {seed} --faults crash --lying-disk --bucket none"
             )),
             "{text}"
         );
@@ -403,6 +404,7 @@ fn an_honest_disk_with_the_same_seeds_passes() {
     for seed in 0..5 {
         let report = run(&Scenario {
             faults: FaultMode::Crash,
+            bucket: BucketChoice::Off,
             ..Scenario::new(seed)
         });
         assert!(report.passed(), "{report}");
@@ -430,6 +432,7 @@ fn a_node_that_serves_unsynced_recovered_wal_bytes_is_caught() {
     let template = Scenario {
         faults: FaultMode::Disk,
         sync_on_recovery: false,
+        bucket: BucketChoice::Off,
         ..Scenario::new(0)
     };
     let report = first_failure(0..1000, template).expect("no seed caught the unsynced recovery");
@@ -446,6 +449,7 @@ fn a_failed_answer_that_took_effect_is_caught_when_judged_definite() {
     // restart can recover them: "failed" is an unknown outcome, not "did not happen".
     let template = Scenario {
         failed_is_definite: true,
+        bucket: BucketChoice::Off,
         ..Scenario::new(0)
     };
     let report =

@@ -59,7 +59,11 @@ fn every_fault_mode_runs_and_passes() {
         if faults == FaultMode::None {
             // Only the power loss that checks durability at the end of every run.
             assert_eq!(report.faults.entries.len(), 1, "{report}");
-            assert_eq!(report.stats.unknown, 0, "{report}");
+            // (With a bucket, requests sent while the node recovers from it at start-up go
+            // unanswered: an adapter does not listen before it serves.)
+            if report.bucket.is_none() {
+                assert_eq!(report.stats.unknown, 0, "{report}");
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! `T4_SEED=N cargo test -p t4-sim` replays seed `N` (add `T4_SEED_LYING=1` for the lying
 //! disk, `T4_FAULTS=crash` for a fault mode); without `T4_SEED` a small fixed set runs. The
-//! swarm test runs a modest number of seeds on every `cargo test`; CI runs the 200-seed swarm
+//! swarm test runs a modest number of seeds on every `cargo test`; CI runs the 2000-seed swarm
 //! in release mode through the CLI (see docs/simulation.md).
 
 use t4_sim::fault::FaultMode;

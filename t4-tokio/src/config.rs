@@ -1,7 +1,11 @@
 //! Configuration of an embedded node.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use object_store::ObjectStore;
+use t4_core::remote::RemoteConfig;
 
 /// How to open a [`crate::Node`]. Only `data_dir` is required:
 ///
@@ -29,6 +33,21 @@ pub struct Config {
     /// How many published batches a watcher may lag before it catches up from the store
     /// instead (it never misses events either way).
     pub watch_buffer: usize,
+    /// The bucket that makes the node durable beyond its disk (S3 via
+    /// `object_store::aws::AmazonS3Builder`, or any other implementation such as
+    /// `InMemory` or `LocalFileSystem`). `None` (the default): local durability only.
+    ///
+    /// With a store, the node takes the writer term of [`Config::object_prefix`] at start-up,
+    /// recovers from the bucket whatever its data dir lacks (an empty data dir restores the
+    /// whole state), and uploads every write (see [`RemoteConfig::sync_upload`]).
+    /// Conditional writes are needed: `LocalFileSystem` supports create but not update.
+    pub object_store: Option<Arc<dyn ObjectStore>>,
+    /// Where in the store t4 keeps its objects. Leading and trailing `/` are ignored, so
+    /// `t4`, `t4/` and `/t4/` are the same prefix; empty means the bucket root.
+    pub object_prefix: String,
+    /// How the node uses the object store (upload mode, checkpoints, takeover). Ignored
+    /// without [`Config::object_store`].
+    pub remote: RemoteConfig,
 }
 
 impl Config {
@@ -44,6 +63,9 @@ impl Config {
             min_lease_ttl: core.min_lease_ttl,
             seed: None,
             watch_buffer: 1024,
+            object_store: None,
+            object_prefix: String::new(),
+            remote: RemoteConfig::default(),
         }
     }
 
@@ -56,6 +78,7 @@ impl Config {
             min_lease_ttl: self.min_lease_ttl,
             term: 1,
             seed,
+            remote: self.object_store.is_some().then(|| self.remote.clone()),
         }
     }
 }

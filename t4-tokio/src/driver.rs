@@ -5,16 +5,23 @@
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use bytes::Bytes;
+use t4_core::checkpoint::{BuildSpec, Built};
+use t4_core::object::{ObjectError, ObjectResponse};
+use t4_core::remote::CheckpointInfo;
 use t4_core::wal::SegmentId;
 use t4_core::{Action, Core, Event, Input, IoId, Request, RequestId, Response, Revision, Store};
 use tokio::sync::{broadcast, oneshot, watch};
 
+use crate::object_io::ObjectIo;
+use crate::slot::StoreSlot;
 use crate::store::FjallStore;
 use crate::wal_dir::WalDir;
+
+mod progress;
 
 /// A monotonic clock mapped onto the core's [`t4_core::Instant`].
 #[derive(Clone, Copy, Debug)]
@@ -47,26 +54,71 @@ pub(crate) enum Command {
         io: IoId,
         result: Result<(), String>,
     },
+    /// An object-store request the core asked for finished.
+    ObjectDone {
+        io: IoId,
+        result: Result<ObjectResponse, ObjectError>,
+    },
+    /// A checkpoint the core asked for was built (or failed to be).
+    CheckpointBuilt {
+        io: IoId,
+        result: Result<Built, String>,
+    },
+    /// Take a checkpoint now; answer when it is published.
+    Checkpoint {
+        reply: oneshot::Sender<Result<CheckpointInfo, String>>,
+    },
     /// Stop taking requests, finish what is in flight, persist the store, exit.
     Shutdown { done: Option<oneshot::Sender<()>> },
 }
 
+/// Whether the node serves yet: it does not while it recovers from the bucket at start-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Serving {
+    /// Recovering; `open` waits.
+    Starting,
+    /// Serving requests.
+    Yes,
+    /// The core failed before it served (or later); the reason.
+    Failed(String),
+}
+
 /// What the node's handles share with the core thread.
 pub(crate) struct Shared {
-    pub(crate) store: FjallStore,
+    /// The node's data directory.
+    pub(crate) data_dir: std::path::PathBuf,
+    /// Every read goes through it; the core thread empties it when the node closes.
+    pub(crate) store: Arc<StoreSlot>,
     pub(crate) commands: Sender<Command>,
     /// A receiver to `resubscribe` from; the core thread owns the only sender, so every
     /// watch ends when the node closes.
     pub(crate) events: Mutex<broadcast::Receiver<Arc<[Event]>>>,
     /// The applied revision; the core thread owns the sender.
     pub(crate) applied: watch::Receiver<Revision>,
+    /// The number of local WAL segment files; the WAL thread owns the sender.
+    pub(crate) wal_segments: watch::Receiver<usize>,
     pub(crate) failure: Mutex<Option<String>>,
+    /// Whether the core serves yet; the core thread owns the sender.
+    pub(crate) serving: watch::Receiver<Serving>,
+    /// Entries acknowledged but not yet in the bucket (the loss window of async upload); the
+    /// core thread owns the sender.
+    pub(crate) unuploaded: watch::Receiver<u64>,
 }
 
 /// The core thread's ends of the channels in [`Shared`].
 pub(crate) struct Outlets {
     pub(crate) events: broadcast::Sender<Arc<[Event]>>,
     pub(crate) applied: watch::Sender<Revision>,
+    /// Given to the WAL thread.
+    pub(crate) wal_segments: watch::Sender<usize>,
+    pub(crate) serving: watch::Sender<Serving>,
+    pub(crate) unuploaded: watch::Sender<u64>,
+}
+
+/// Where the core's object requests go: the store and the runtime to run them on.
+pub(crate) struct Remote {
+    pub(crate) io: ObjectIo,
+    pub(crate) runtime: tokio::runtime::Handle,
 }
 
 impl Drop for Shared {
@@ -96,23 +148,33 @@ pub(crate) fn spawn(
     shared: &Arc<Shared>,
     outlets: Outlets,
     commands: Receiver<Command>,
+    remote: Option<Remote>,
 ) -> std::io::Result<()> {
     let (wal_tx, wal_rx) = channel::<WalJob>();
     let io_done = shared.commands.clone();
-    thread::Builder::new()
+    let wal_segments = outlets.wal_segments;
+    let wal_thread = thread::Builder::new()
         .name("t4-wal".into())
-        .spawn(move || wal_thread(wal, wal_rx, io_done))?;
+        .spawn(move || wal_thread(wal, wal_rx, io_done, wal_segments))?;
     let driver = Driver {
+        store: core.store().clone(),
         core,
         clock,
         commands_tx: shared.commands.clone(),
         wal: wal_tx,
-        store: shared.store.clone(),
+        wal_thread,
+        background: Vec::new(),
+        slot: shared.store.clone(),
         events: outlets.events,
         applied: outlets.applied,
         failure: Arc::downgrade(shared),
         pending: HashMap::new(),
+        checkpoints: HashMap::new(),
         next_request: 0,
+        remote,
+        serving: outlets.serving,
+        unuploaded: outlets.unuploaded,
+        progress: progress::Reporter::new(),
     };
     thread::Builder::new()
         .name("t4-core".into())
@@ -120,7 +182,12 @@ pub(crate) fn spawn(
     Ok(())
 }
 
-fn wal_thread(mut wal: WalDir, jobs: Receiver<WalJob>, done: Sender<Command>) {
+fn wal_thread(
+    mut wal: WalDir,
+    jobs: Receiver<WalJob>,
+    done: Sender<Command>,
+    segments: watch::Sender<usize>,
+) {
     for job in jobs {
         match job {
             WalJob::Append {
@@ -132,6 +199,10 @@ fn wal_thread(mut wal: WalDir, jobs: Receiver<WalJob>, done: Sender<Command>) {
                 let result = wal
                     .append(segment, create, &bytes)
                     .map_err(|e| e.to_string());
+                // Publish the segment count before the completion, so that whoever the
+                // append acknowledges already sees the segment it created.
+                let count = wal.segment_count();
+                segments.send_if_modified(|c| std::mem::replace(c, count) != count);
                 if done.send(Command::IoDone { io, result }).is_err() {
                     return;
                 }
@@ -142,6 +213,8 @@ fn wal_thread(mut wal: WalDir, jobs: Receiver<WalJob>, done: Sender<Command>) {
                 }
             }
         }
+        let count = wal.segment_count();
+        segments.send_if_modified(|c| std::mem::replace(c, count) != count);
     }
 }
 
@@ -150,12 +223,22 @@ struct Driver {
     clock: Clock,
     commands_tx: Sender<Command>,
     wal: Sender<WalJob>,
+    wal_thread: JoinHandle<()>,
+    /// Store persistence and compaction threads that may still run.
+    background: Vec<JoinHandle<()>>,
     store: FjallStore,
+    slot: Arc<StoreSlot>,
     events: broadcast::Sender<Arc<[Event]>>,
     applied: watch::Sender<Revision>,
     failure: std::sync::Weak<Shared>,
     pending: HashMap<RequestId, oneshot::Sender<Result<Response, t4_core::Error>>>,
+    /// On-demand checkpoints waiting for the core's answer.
+    checkpoints: HashMap<RequestId, oneshot::Sender<Result<CheckpointInfo, String>>>,
     next_request: u64,
+    remote: Option<Remote>,
+    serving: watch::Sender<Serving>,
+    unuploaded: watch::Sender<u64>,
+    progress: progress::Reporter,
 }
 
 impl Driver {
@@ -188,6 +271,22 @@ impl Driver {
                 Ok(Command::IoDone { io, result }) => self
                     .core
                     .handle(self.clock.now(), Input::IoDone { io, result }),
+                Ok(Command::ObjectDone { io, result }) => self
+                    .core
+                    .handle(self.clock.now(), Input::ObjectDone { io, result }),
+                Ok(Command::CheckpointBuilt { io, result }) => self
+                    .core
+                    .handle(self.clock.now(), Input::CheckpointBuilt { io, result }),
+                Ok(Command::Checkpoint { reply }) => {
+                    if shutdown.is_some() {
+                        let _ = reply.send(Err("the node is shutting down".to_string()));
+                        continue;
+                    }
+                    self.next_request += 1;
+                    let id = RequestId(self.next_request);
+                    self.checkpoints.insert(id, reply);
+                    self.core.handle(self.clock.now(), Input::Checkpoint { id });
+                }
                 Ok(Command::Shutdown { done }) => {
                     shutdown.get_or_insert_with(Vec::new).extend(done)
                 }
@@ -200,16 +299,69 @@ impl Driver {
             }
             self.drain();
         }
-        if let Err(e) = self.store.persist() {
-            tracing::error!(error = %e, "could not persist the store at shutdown; the WAL still holds every write");
-        }
+        self.release();
         for done in shutdown.into_iter().flatten() {
             let _ = done.send(());
         }
+        // Dropped only now: a `close` that raced with this shutdown returns after the release.
+        drop(commands);
     }
 
-    /// Performs every action the core has queued, in order.
+    /// Persists the store and lets go of the data dir: waits for the background and WAL
+    /// threads, then drops every handle to the store, so that fjall releases its lock before
+    /// `close` returns and the directory can be opened again at once.
+    fn release(self) {
+        let Driver {
+            core,
+            wal,
+            wal_thread,
+            background,
+            store,
+            slot,
+            ..
+        } = self;
+        for job in background {
+            let _ = job.join();
+        }
+        if let Err(e) = store.persist() {
+            tracing::error!(error = %e, "could not persist the store at shutdown; the WAL still holds every write");
+        }
+        drop(wal);
+        let _ = wal_thread.join();
+        drop(core);
+        drop(store);
+        drop(slot.close());
+    }
+
+    /// Publishes what the node's handles watch: serving state, loss window, recovery
+    /// progress.
+    fn report(&mut self) {
+        let serving = if let Some(reason) = self.core.failure() {
+            Serving::Failed(reason.to_string())
+        } else if self.core.is_serving() {
+            Serving::Yes
+        } else {
+            Serving::Starting
+        };
+        self.serving.send_if_modified(|s| {
+            // A node that served and then failed keeps serving reads: only a failure before
+            // serving is reported to `open`.
+            let changed = *s != serving && !(*s == Serving::Yes && serving != Serving::Yes);
+            if changed {
+                *s = serving;
+            }
+            changed
+        });
+        progress::report(&mut self.progress, &self.core, &self.unuploaded);
+    }
+
+    /// Performs every action the core has queued, in order, then reports the state.
     fn drain(&mut self) {
+        self.perform();
+        self.report();
+    }
+
+    fn perform(&mut self) {
         let applied = self.core.applied_revision();
         self.applied.send_if_modified(|r| {
             let changed = *r != applied;
@@ -247,8 +399,19 @@ impl Driver {
                         let _ = reply.send(result.map_err(|e| e.clone()));
                     }
                 }
+                Action::Object { io, request } => self.object(io, request),
+                Action::BuildCheckpoint { io, spec } => self.build_checkpoint(io, spec),
+                Action::CheckpointDone { id, result } => {
+                    if let Some(reply) = self.checkpoints.remove(&id) {
+                        let _ = reply.send(result);
+                    }
+                }
                 Action::Failed { reason } => {
-                    tracing::error!(%reason, "t4 node stopped accepting writes; reads continue; restart the node to recover");
+                    if *self.serving.borrow() == Serving::Starting {
+                        tracing::error!(%reason, "t4 node cannot start");
+                    } else {
+                        tracing::error!(%reason, "t4 node stopped accepting writes; reads continue; restart the node to recover");
+                    }
                     if let Some(shared) = self.failure.upgrade() {
                         *shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
                     }
@@ -257,8 +420,52 @@ impl Driver {
         }
     }
 
+    /// Runs an object request on the runtime; many may run at once.
+    fn object(&mut self, io: IoId, request: t4_core::object::ObjectRequest) {
+        let done = self.commands_tx.clone();
+        let Some(remote) = &self.remote else {
+            let _ = done.send(Command::ObjectDone {
+                io,
+                result: Err(ObjectError::Other(
+                    "no object store is configured".to_string(),
+                )),
+            });
+            return;
+        };
+        let objects = remote.io.clone();
+        remote.runtime.spawn(async move {
+            let result = objects.execute(request).await;
+            let _ = done.send(Command::ObjectDone { io, result });
+        });
+    }
+
+    /// Takes the view now (the core's contract: before anything else is fed to it), builds
+    /// the checkpoint on a background thread.
+    fn build_checkpoint(&mut self, io: IoId, spec: BuildSpec) {
+        let view = self.store.view();
+        let done = self.commands_tx.clone();
+        let spawned = thread::Builder::new()
+            .name("t4-checkpoint".into())
+            .spawn(move || {
+                let result = t4_core::checkpoint::build(&view, &spec);
+                let _ = done.send(Command::CheckpointBuilt { io, result });
+            });
+        match spawned {
+            Ok(handle) => {
+                self.background.retain(|h| !h.is_finished());
+                self.background.push(handle);
+            }
+            Err(e) => {
+                let _ = self.commands_tx.send(Command::CheckpointBuilt {
+                    io,
+                    result: Err(format!("cannot start a thread: {e}")),
+                });
+            }
+        }
+    }
+
     fn background(
-        &self,
+        &mut self,
         io: IoId,
         name: &str,
         job: impl FnOnce(&FjallStore) -> Result<(), t4_core::StoreError> + Send + 'static,
@@ -269,11 +476,17 @@ impl Driver {
             let result = job(&store).map_err(|e| e.to_string());
             let _ = done.send(Command::IoDone { io, result });
         });
-        if let Err(e) = spawned {
-            let _ = self.commands_tx.send(Command::IoDone {
-                io,
-                result: Err(format!("cannot start a thread: {e}")),
-            });
+        match spawned {
+            Ok(handle) => {
+                self.background.retain(|h| !h.is_finished());
+                self.background.push(handle);
+            }
+            Err(e) => {
+                let _ = self.commands_tx.send(Command::IoDone {
+                    io,
+                    result: Err(format!("cannot start a thread: {e}")),
+                });
+            }
         }
     }
 }

@@ -54,6 +54,22 @@ pub enum Error {
     /// Recovery failed.
     #[error("t4: {0}")]
     Open(#[from] OpenError),
+    /// A snapshot could not be used.
+    #[error("t4: {0}")]
+    Snapshot(#[from] t4_core::snapshot::SnapshotError),
+    /// The node could not start from its object store: another node holds the prefix, the
+    /// bucket is unreachable, or what it holds cannot be recovered. Nothing was served.
+    #[error("t4: cannot start from the object store: {reason}")]
+    Bootstrap {
+        /// What went wrong, and what to do.
+        reason: String,
+    },
+    /// An on-demand checkpoint could not be taken.
+    #[error("t4: checkpoint failed: {reason}")]
+    Checkpoint {
+        /// Why.
+        reason: String,
+    },
     /// The node was closed.
     #[error("t4: node is closed")]
     Closed,

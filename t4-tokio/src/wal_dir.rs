@@ -4,6 +4,7 @@
 //! (plus a directory fsync when a segment is created), truncate a torn tail, delete sealed
 //! segments. File names and formats come from [`t4_core::wal`].
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,8 @@ use crate::error::{Error, Result};
 pub(crate) struct WalDir {
     path: PathBuf,
     active: Option<(SegmentId, File)>,
+    /// The segment files in the directory, as this process created and deleted them.
+    files: BTreeSet<SegmentId>,
 }
 
 fn io_err<'a>(context: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
@@ -53,6 +56,7 @@ impl WalDir {
         let dir = WalDir {
             path: path.to_path_buf(),
             active: None,
+            files: segments.iter().map(|(id, _)| *id).collect(),
         };
         dir.sync_dir()?;
         Ok((dir, segments))
@@ -62,11 +66,17 @@ impl WalDir {
         self.path.join(segment_file_name(id))
     }
 
+    /// Number of segment files in the directory.
+    pub(crate) fn segment_count(&self) -> usize {
+        self.files.len()
+    }
+
     /// Cuts segment `id` to `len` bytes (removing it when `len` is 0), durably.
-    pub(crate) fn truncate(&self, id: SegmentId, len: u64) -> Result<()> {
+    pub(crate) fn truncate(&mut self, id: SegmentId, len: u64) -> Result<()> {
         let file = self.file(id);
         if len == 0 {
             fs::remove_file(&file).map_err(io_err("removing a torn WAL segment", &file))?;
+            self.files.remove(&id);
         } else {
             let f = OpenOptions::new()
                 .write(true)
@@ -98,6 +108,7 @@ impl WalDir {
                 .open(&file)
                 .map_err(io_err("opening a WAL segment", &file))?;
             self.active = Some((id, f));
+            self.files.insert(id);
         }
         let (_, f) = self.active.as_mut().expect("set above");
         let file = self.path.join(segment_file_name(id));
@@ -117,8 +128,14 @@ impl WalDir {
         }
         let file = self.file(id);
         match fs::remove_file(&file) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Ok(()) => {
+                self.files.remove(&id);
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.files.remove(&id);
+                Ok(())
+            }
             Err(e) => Err(io_err("deleting a WAL segment", &file)(e)),
         }
     }

@@ -14,7 +14,7 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::error::{Error, Result};
-use crate::store::FjallStore;
+use crate::slot::StoreSlot;
 
 /// Most events replayed from the store per batch.
 const REPLAY_BATCH: usize = 1000;
@@ -37,9 +37,19 @@ pub struct WatchOptions {
 pub struct Watch {
     cursor: WatchCursor,
     live: broadcast::Receiver<Arc<[Event]>>,
-    store: FjallStore,
+    store: Arc<StoreSlot>,
     /// Whether the cursor has caught up with the store and follows live batches.
     synced: bool,
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch")
+            .field("filter", &self.cursor.filter)
+            .field("next_revision", &self.cursor.next)
+            .field("synced", &self.synced)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Watch {
@@ -47,18 +57,21 @@ impl Watch {
         range: KeyRange,
         options: &WatchOptions,
         live: broadcast::Receiver<Arc<[Event]>>,
-        store: FjallStore,
+        store: Arc<StoreSlot>,
     ) -> Result<Watch> {
-        let view = store.view();
+        let (revision, compact_revision) = store.read(|s| {
+            let view = s.view();
+            (view.revision(), view.compact_revision())
+        })?;
         let start = if options.start_revision <= 0 {
-            view.revision() + 1
+            revision + 1
         } else {
             options.start_revision
         };
-        if start < view.compact_revision() {
+        if start < compact_revision {
             return Err(Error::WatchCompacted {
                 requested: start,
-                compact_revision: view.compact_revision(),
+                compact_revision,
             });
         }
         let filter = WatchFilter {
@@ -91,36 +104,76 @@ impl Watch {
     /// [`Error::Closed`] when the node closes.
     pub async fn next_batch(&mut self) -> Result<Vec<Event>> {
         loop {
-            if !self.synced {
-                let view = self.store.view();
-                if self.cursor.next <= view.revision() {
-                    match self.cursor.replay(&view, REPLAY_BATCH) {
-                        Ok(events) if events.is_empty() => continue,
-                        Ok(events) => return Ok(events),
-                        Err(t4_core::Error::Compacted) => {
-                            return Err(Error::WatchCompacted {
-                                requested: self.cursor.next,
-                                compact_revision: view.compact_revision(),
-                            });
-                        }
-                        Err(e) => return Err(Error::Request(e)),
-                    }
-                }
-                self.synced = true;
-            }
-            match self.live.recv().await {
-                Ok(batch) => match self.cursor.accept_live(&batch) {
-                    Some(events) if !events.is_empty() => return Ok(events),
-                    Some(_) => {}
-                    None => self.synced = false,
-                },
-                Err(RecvError::Lagged(_)) => self.synced = false,
-                Err(RecvError::Closed) => return Err(Error::Closed),
+            let events = self.advance().await?;
+            if !events.is_empty() {
+                return Ok(events);
             }
         }
     }
 
-    /// The watch as a stream of single events. The stream ends after yielding an error.
+    /// One step of the watch: like [`Watch::next_batch`], but it also returns, with no
+    /// events, whenever the watch moved without a matching event — it caught up with the
+    /// store, or a published batch held nothing for it. After each step
+    /// [`Watch::next_revision`] and [`Watch::is_synced`] say where the watch stands, which is
+    /// what a server needs to answer etcd's progress requests truthfully.
+    pub async fn advance(&mut self) -> Result<Vec<Event>> {
+        if !self.synced {
+            let cursor = &mut self.cursor;
+            let replayed = self.store.read(|store| {
+                let view = store.view();
+                if cursor.next > view.revision() {
+                    return None;
+                }
+                Some(match cursor.replay(&view, REPLAY_BATCH) {
+                    Ok(events) => Ok(events),
+                    Err(t4_core::Error::Compacted) => Err(Error::WatchCompacted {
+                        requested: cursor.next,
+                        compact_revision: view.compact_revision(),
+                    }),
+                    Err(e) => Err(Error::Request(e)),
+                })
+            })?;
+            if let Some(step) = replayed {
+                return step;
+            }
+            self.synced = true;
+            return Ok(Vec::new());
+        }
+        match self.live.recv().await {
+            Ok(batch) => match self.cursor.accept_live(&batch) {
+                Some(events) => Ok(events),
+                None => {
+                    self.synced = false;
+                    Ok(Vec::new())
+                }
+            },
+            Err(RecvError::Lagged(_)) => {
+                self.synced = false;
+                Ok(Vec::new())
+            }
+            Err(RecvError::Closed) => Err(Error::Closed),
+        }
+    }
+
+    /// The watch as a stream of single events. The stream ends after yielding an error
+    /// ([`Error::Closed`] when the node closes, [`Error::WatchCompacted`] if it fell behind
+    /// a compaction).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), t4::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let node = t4::Node::open(t4::Config::new(dir.path())).await?;
+    /// use futures::StreamExt;
+    ///
+    /// let watch = node.watch(t4::KeyRange::prefix("cfg/"), Default::default()).await?;
+    /// let mut events = watch.into_stream();
+    /// node.put("cfg/a", "1").await?;
+    /// let event = events.next().await.expect("a watch stream only ends after an error")?;
+    /// assert_eq!(event.kv.key, "cfg/a");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn into_stream(self) -> impl Stream<Item = Result<Event>> + Send + Unpin + 'static {
         let state = (self, std::collections::VecDeque::<Event>::new(), false);
         Box::pin(futures::stream::unfold(

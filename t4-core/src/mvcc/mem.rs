@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 
-use super::store::{ReadView, Store, StoreError};
+use super::store::{CheckpointImage, ReadView, Store, StoreError};
 use super::versions::{VersionMap, Versions, in_range, state_at};
 use crate::kv::{Event, EventKind, KeyRange, KeyValue, LeaseId, Revision};
 use crate::wal::{Change, LogEntry, LogOp};
@@ -22,6 +22,10 @@ struct State {
     compact_revision: Revision,
     /// History below this revision has been physically removed.
     physically_compacted: Revision,
+    /// The first revision whose events the log holds, if the state was loaded from a
+    /// checkpoint (which holds the state at its revision, not that revision's events); 0
+    /// otherwise (a compaction keeps the events of its own revision).
+    events_from: Revision,
     /// Every retained version of every key, oldest first; `None` is a deletion.
     keys: VersionMap,
     /// Events per revision.
@@ -36,6 +40,7 @@ impl Default for State {
             revision: 1,
             compact_revision: 0,
             physically_compacted: 0,
+            events_from: 0,
             keys: BTreeMap::new(),
             log: BTreeMap::new(),
             leases: BTreeMap::new(),
@@ -174,6 +179,9 @@ impl ReadView for MemView {
             return Ok(());
         }
         let inner = self.state_at(from)?;
+        if from < inner.state.events_from {
+            return Err(StoreError::Compacted);
+        }
         for events in inner.state.log.range(from..=to).map(|(_, e)| e) {
             for event in events {
                 if visit(event.clone()).is_break() {
@@ -306,6 +314,29 @@ impl Store for MemStore {
         });
         state.log = state.log.split_off(&revision);
         state.physically_compacted = revision;
+        Ok(())
+    }
+
+    fn load_checkpoint(&self, image: &CheckpointImage) -> Result<(), StoreError> {
+        let compacted = image.compact_revision.max(image.revision);
+        let state = State {
+            applied_index: image.index,
+            revision: image.revision,
+            compact_revision: compacted,
+            physically_compacted: compacted,
+            events_from: image.revision + 1,
+            keys: image
+                .kvs
+                .iter()
+                .map(|kv| (kv.key.clone(), vec![(kv.mod_revision, Some(kv.clone()))]))
+                .collect(),
+            log: BTreeMap::new(),
+            leases: image.leases.iter().copied().collect(),
+        };
+        let mut inner = self.write();
+        inner.durable = state.clone();
+        inner.state = state;
+        inner.since_persist.clear();
         Ok(())
     }
 }

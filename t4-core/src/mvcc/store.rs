@@ -57,6 +57,23 @@ pub trait ReadView {
     ) -> Result<(), StoreError>;
 }
 
+/// The state of a store at one log index, as a checkpoint holds it: what
+/// [`Store::load_checkpoint`] installs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointImage {
+    /// The log index the image is at: the store's applied index after loading.
+    pub index: u64,
+    /// The store revision.
+    pub revision: Revision,
+    /// The compact revision (history before the image is not in it, so reads below
+    /// `revision` answer "compacted" after a load).
+    pub compact_revision: Revision,
+    /// Every live key, in key order.
+    pub kvs: Vec<KeyValue>,
+    /// Every lease with its granted TTL.
+    pub leases: Vec<(LeaseId, i64)>,
+}
+
 /// Keeps the data: applies committed entries, serves consistent views.
 ///
 /// Implementations: [`crate::mvcc::MemStore`] (tests, simulator) and the fjall store of the
@@ -80,4 +97,14 @@ pub trait Store: Send + Sync + 'static {
     /// Physically removes history that compaction to `revision` made unreachable. Cheap when
     /// already done. May run concurrently with `apply` and reads.
     fn compact(&self, revision: Revision) -> Result<(), StoreError>;
+    /// Replaces everything the store holds with `image` (live keys, leases, revision,
+    /// compact revision `max(image.compact_revision, image.revision)`, applied index), and
+    /// makes it durable before returning: a crash afterwards finds the image, a crash during
+    /// it finds either the old state or the image. Used when recovering from the bucket.
+    fn load_checkpoint(&self, image: &CheckpointImage) -> Result<(), StoreError> {
+        let _ = image;
+        Err(StoreError::Io(
+            "this store cannot load checkpoints".to_string(),
+        ))
+    }
 }

@@ -213,6 +213,9 @@ pub struct SegmentInfo {
 pub struct Recovery {
     /// Entries after the store's applied index, to replay in order.
     pub entries: Vec<LogEntry>,
+    /// Entries still in the WAL that the store has applied already (at or before its applied
+    /// index). With a bucket configured, those the bucket lacks are uploaded at start-up.
+    pub covered: Vec<LogEntry>,
     /// Every segment that remains, in order.
     pub segments: Vec<SegmentInfo>,
     /// A torn tail to cut: truncate this segment to this length (0 = remove the file).
@@ -266,8 +269,12 @@ pub fn recover(segments: &[(SegmentId, Bytes)], applied_index: u64) -> Result<Re
             last_index: last,
             len: scan.valid_len,
         });
-        out.entries
-            .extend(scan.entries.into_iter().filter(|e| e.index > applied_index));
+        let (covered, entries): (Vec<_>, Vec<_>) = scan
+            .entries
+            .into_iter()
+            .partition(|e| e.index <= applied_index);
+        out.covered.extend(covered);
+        out.entries.extend(entries);
     }
     Ok(out)
 }

@@ -153,6 +153,12 @@ impl Driver {
                 Action::Publish { events } => self.published.push(events),
                 Action::Reply { id, result } => self.replies.push((id, result)),
                 Action::Failed { reason } => self.failures.push(reason),
+                // This harness runs local-only cores, which never ask for the bucket.
+                Action::Object { .. }
+                | Action::BuildCheckpoint { .. }
+                | Action::CheckpointDone { .. } => {
+                    panic!("a local-only core asked for the object store: {action:?}")
+                }
             }
         }
     }

@@ -142,6 +142,9 @@ fn classify(op: &Op, config: CheckConfig) -> Class {
     match (&op.call, &op.outcome) {
         (_, Outcome::Pending | Outcome::Unknown) => Class::Unknown,
         (_, Outcome::Err(Error::Failed(_))) if !config.failed_is_definite => Class::Unknown,
+        // The bucket could not take the write: it is in the local WAL and may be uploaded
+        // (and acknowledged to nobody) later, or lost with its batch — unknown, as documented.
+        (_, Outcome::Err(Error::ObjectStoreUnavailable(_))) => Class::Unknown,
         (_, Outcome::Err(Error::Failed(_) | Error::Stopped)) => Class::Failed,
         (Call::Request(req), Outcome::Ok(Reply::Response(resp))) if changed_state(req, resp) => {
             Class::Write
@@ -208,6 +211,8 @@ struct Checker<'h> {
     grants: BTreeMap<LeaseId, Vec<usize>>,
     revokes: BTreeMap<LeaseId, Vec<usize>>,
     compacts: BTreeMap<Revision, Vec<usize>>,
+    /// See [`History::rebuilds`].
+    rebuilds: &'h [(Instant, Revision)],
 }
 
 impl<'h> Checker<'h> {
@@ -250,6 +255,7 @@ impl<'h> Checker<'h> {
             grants: BTreeMap::new(),
             revokes: BTreeMap::new(),
             compacts: BTreeMap::new(),
+            rebuilds: &history.rebuilds,
         };
         c.index();
         c
@@ -613,6 +619,25 @@ impl<'h> Checker<'h> {
             step,
         };
         let op = self.items[i].op;
+        if op.outcome == Outcome::Err(Error::Compacted) {
+            // A store rebuilt from a bucket checkpoint has no history before it.
+            let floor = op.complete.map_or(0, |t| {
+                self.rebuilds
+                    .iter()
+                    .filter(|(at, _)| *at <= t)
+                    .map(|(_, r)| *r)
+                    .max()
+                    .unwrap_or(0)
+            });
+            let asked = match &op.call {
+                Call::Range(r) => r.revision,
+                Call::Request(Request::Compact(c)) => c.revision,
+                _ => 0,
+            };
+            if asked > 0 && asked <= floor {
+                return true;
+            }
+        }
         match (&op.call, &op.outcome) {
             (Call::Range(req), Outcome::Ok(Reply::Range(seen))) => {
                 matches!(model::range(&at, req), Ok(ref r) if r == seen)

@@ -55,12 +55,18 @@ pub fn check(history: &History, epoch: &Epoch, window: Window) -> Vec<Violation>
         }
     }
     let mut out = Vec::new();
-    for op in &history.ops {
-        if !op.complete.is_some_and(|t| window.contains(t)) {
-            continue;
-        }
-        let (Call::Request(req), Outcome::Ok(Reply::Response(resp))) = (&op.call, &op.outcome)
-        else {
+    // What the clients saw, and what nodes acknowledged after the client had given up.
+    let answered = history.ops.iter().filter_map(|op| match &op.outcome {
+        Outcome::Ok(reply) if op.complete.is_some_and(|t| window.contains(t)) => Some((op, reply)),
+        _ => None,
+    });
+    let late = history
+        .late
+        .iter()
+        .filter(|(_, at, _)| window.contains(*at))
+        .map(|(id, _, reply)| (&history.ops[*id], reply));
+    for (op, reply) in answered.chain(late) {
+        let (Call::Request(req), Reply::Response(resp)) = (&op.call, reply) else {
             continue;
         };
         let problem = match (req, resp) {

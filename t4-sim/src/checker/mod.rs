@@ -7,14 +7,18 @@
 //! | revisions | [`revisions`] | the log's indexes and revisions are gap-free and strictly increasing; every applied log is a prefix of the committed log; no two acknowledged writes share a revision |
 //! | watches | [`watches`] | each watch delivers exactly the committed events from its start revision, in order, once, whole revisions per batch |
 //! | state | [`state`] | the store's contents equal a replay of the committed log |
+//! | bucket recoverability | [`recoverable`] | a fresh node started from (a copy of) the bucket alone recovers every acknowledged entry, unchanged, and the state they make |
+//! | bucket history | [`bucket_log`] | no two objects in the bucket hold different entries for one index (the history never forks) |
 //!
 //! The run-time parts (recovery lost nothing, applies follow commits) are checked by
 //! [`crate::logbook::LogBook`] as the run goes and reported under the same kinds. Each checker
 //! is a plain function of the history and the committed log, so the tests in
 //! `tests/bites.rs` can feed it a known-bad history and watch it bite.
 
+pub mod bucket_log;
 pub mod linearizable;
 pub mod lost_writes;
+pub mod recoverable;
 pub mod revisions;
 pub mod state;
 pub mod watches;
@@ -44,6 +48,10 @@ pub enum Kind {
     Recovery,
     /// The system stopped making progress once faults stopped.
     Liveness,
+    /// Checker 6: a fresh node cannot recover every acknowledged write from the bucket.
+    Recoverable,
+    /// Two writers' histories forked in the bucket, or a fenced writer did not stop.
+    Fencing,
 }
 
 impl fmt::Display for Kind {
@@ -56,6 +64,8 @@ impl fmt::Display for Kind {
             Kind::State => "state",
             Kind::Recovery => "recovery",
             Kind::Liveness => "liveness",
+            Kind::Recoverable => "bucket recoverability",
+            Kind::Fencing => "fencing",
         })
     }
 }

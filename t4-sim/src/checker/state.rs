@@ -37,7 +37,19 @@ pub fn store_digest<S: Store>(store: &S) -> Result<u64, String> {
 
 /// Compares `store` with `timeline` (the replay of the `entries` committed entries).
 pub fn check<S: Store>(store: &S, timeline: &Timeline, entries: u64) -> Option<Violation> {
-    compare(store, timeline, entries).err().map(|d| {
+    check_with(store, timeline, entries, false)
+}
+
+/// [`check`], for a store that may have been rebuilt from a checkpoint (`restored`): its
+/// history before the checkpoint is gone, so its compact revision may be later than the
+/// log's (never later than its revision); everything else must match.
+pub fn check_with<S: Store>(
+    store: &S,
+    timeline: &Timeline,
+    entries: u64,
+    restored: bool,
+) -> Option<Violation> {
+    compare(store, timeline, entries, restored).err().map(|d| {
         Violation::new(
             Kind::State,
             format!("the store differs from a replay of the committed log: {d}"),
@@ -45,7 +57,12 @@ pub fn check<S: Store>(store: &S, timeline: &Timeline, entries: u64) -> Option<V
     })
 }
 
-fn compare<S: Store>(store: &S, timeline: &Timeline, entries: u64) -> Result<(), String> {
+fn compare<S: Store>(
+    store: &S,
+    timeline: &Timeline,
+    entries: u64,
+    restored: bool,
+) -> Result<(), String> {
     let view = store.view();
     let q = timeline.last_step();
     let rev = timeline.revision_at(q);
@@ -61,7 +78,12 @@ fn compare<S: Store>(store: &S, timeline: &Timeline, entries: u64) -> Result<(),
             view.revision()
         ));
     }
-    if view.compact_revision() != timeline.compact_at(q) {
+    let compact_ok = if restored {
+        view.compact_revision() >= timeline.compact_at(q) && view.compact_revision() <= rev
+    } else {
+        view.compact_revision() == timeline.compact_at(q)
+    };
+    if !compact_ok {
         return Err(format!(
             "store compact revision {}, log compact revision {}",
             view.compact_revision(),
@@ -103,7 +125,12 @@ fn compare<S: Store>(store: &S, timeline: &Timeline, entries: u64) -> Result<(),
             "store leases {leases:x?}, log leases {want_leases:x?}"
         ));
     }
-    let from = view.compact_revision().max(2);
+    // A store restored from a checkpoint at revision C holds C's state but not C's events.
+    let from = if restored && view.compact_revision() >= timeline.compact_at(q) {
+        view.compact_revision() + 1
+    } else {
+        view.compact_revision().max(2)
+    };
     let mut events: Vec<Event> = Vec::new();
     view.events(from, rev, &mut |e| {
         events.push(e);
@@ -118,13 +145,18 @@ fn compare<S: Store>(store: &S, timeline: &Timeline, entries: u64) -> Result<(),
         })
         .collect();
     if events != want_events {
-        let at = events
+        let (at, detail) = events
             .iter()
             .zip(&want_events)
             .find(|(a, b)| a != b)
-            .map(|(a, _)| a.kv.mod_revision)
-            .unwrap_or(rev);
-        return Err(format!("the event history differs at revision {at}"));
+            .map(|(a, b)| (a.kv.mod_revision, format!(": store {a:?}, log {b:?}")))
+            .unwrap_or((
+                rev,
+                format!(": store {} events, log {}", events.len(), want_events.len()),
+            ));
+        return Err(format!(
+            "the event history from revision {from} differs at revision {at}{detail}"
+        ));
     }
     Ok(())
 }

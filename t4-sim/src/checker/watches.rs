@@ -17,6 +17,8 @@
 
 use t4_core::{Event, EventKind, Revision};
 
+use t4_core::Instant;
+
 use super::{Kind, Violation, Window};
 use crate::history::{History, Watch, WatchEnd};
 use crate::timeline::Timeline;
@@ -53,7 +55,10 @@ fn same_event(delivered: &Event, expected: &Event, max_compact: Revision) -> boo
 pub fn check(history: &History, timeline: &Timeline, window: Window) -> WatchResult {
     let mut out = WatchResult::default();
     let last = timeline.revision_at(timeline.last_step());
-    let max_compact = timeline.max_compact();
+    // A store rebuilt from a bucket checkpoint has no history before it: as if compacted.
+    let max_compact = timeline
+        .max_compact()
+        .max(history.rebuild_floor(Instant(u64::MAX)));
     for w in history
         .watches
         .iter()

@@ -222,6 +222,10 @@ pub(crate) struct State {
     pub compacting: Revision,
     /// History below this is gone: every deletion of a physical compaction to it is done.
     pub physically_compacted: Revision,
+    /// The first revision whose events the revision log holds once a checkpoint was loaded
+    /// (a checkpoint holds the state at its revision, not that revision's events); 0
+    /// otherwise. Encoded only when non-zero, so other stores' records are unchanged.
+    pub events_from: Revision,
 }
 
 impl Default for State {
@@ -232,11 +236,14 @@ impl Default for State {
             compact_revision: 0,
             compacting: 0,
             physically_compacted: 0,
+            events_from: 0,
         }
     }
 }
 
+/// The record without `events_from`, and with it.
 const STATE_LEN: usize = 5 * 8;
+const STATE_LEN_LOADED: usize = 6 * 8;
 
 impl State {
     /// Reads below this revision fail with `Compacted`.
@@ -245,9 +252,17 @@ impl State {
     }
 
     /// Encodes the record.
-    pub fn encode(&self) -> [u8; STATE_LEN] {
-        let mut out = [0; STATE_LEN];
+    pub fn encode(&self) -> Vec<u8> {
+        let len = if self.events_from == 0 {
+            STATE_LEN
+        } else {
+            STATE_LEN_LOADED
+        };
+        let mut out = vec![0; len];
         out[..8].copy_from_slice(&self.applied_index.to_be_bytes());
+        if self.events_from != 0 {
+            out[STATE_LEN..].copy_from_slice(&self.events_from.to_be_bytes());
+        }
         for (i, n) in [
             self.revision,
             self.compact_revision,
@@ -264,7 +279,7 @@ impl State {
 
     /// Decodes a record written by [`State::encode`].
     pub fn decode(b: &[u8]) -> Option<State> {
-        if b.len() != STATE_LEN {
+        if b.len() != STATE_LEN && b.len() != STATE_LEN_LOADED {
             return None;
         }
         let field = |i: usize| array(&b[8 * i..8 * i + 8]);
@@ -274,6 +289,10 @@ impl State {
             compact_revision: i64::from_be_bytes(field(2)?),
             compacting: i64::from_be_bytes(field(3)?),
             physically_compacted: i64::from_be_bytes(field(4)?),
+            events_from: match b.len() {
+                STATE_LEN_LOADED => i64::from_be_bytes(field(5)?),
+                _ => 0,
+            },
         })
     }
 }
@@ -367,9 +386,12 @@ mod tests {
         #[test]
         fn state_round_trips(
             applied_index in any::<u64>(), revision in any::<i64>(), compact_revision in any::<i64>(),
-            compacting in any::<i64>(), physically_compacted in any::<i64>()
+            compacting in any::<i64>(), physically_compacted in any::<i64>(),
+            events_from in any::<i64>()
         ) {
-            let s = State { applied_index, revision, compact_revision, compacting, physically_compacted };
+            let s = State {
+                applied_index, revision, compact_revision, compacting, physically_compacted, events_from,
+            };
             prop_assert_eq!(State::decode(&s.encode()), Some(s));
         }
     }

@@ -40,6 +40,7 @@
 //! bounded batches, and finally records `physically_compacted`. A crash in between leaves
 //! extra history that the next compaction removes.
 
+mod checkpoint;
 mod format;
 mod view;
 
@@ -335,17 +336,7 @@ impl Store for FjallStore {
     }
 
     fn leases(&self) -> Result<Vec<(LeaseId, i64)>, StoreError> {
-        let snapshot = self.inner.db.snapshot();
-        let mut out = Vec::new();
-        for guard in snapshot.iter(&self.inner.leases) {
-            let (key, ttl) = guard.into_inner().map_err(io("reading leases"))?;
-            let id = format::decode_lease_id(&key).ok_or_else(|| corrupt("malformed lease id"))?;
-            let ttl = <[u8; 8]>::try_from(ttl.as_ref())
-                .map(i64::from_be_bytes)
-                .map_err(|_| corrupt(format_args!("malformed TTL of lease {id}")))?;
-            out.push((id, ttl));
-        }
-        Ok(out)
+        read_leases(&self.inner, &self.inner.db.snapshot())
     }
 
     fn lease_keys(&self) -> Result<Vec<(LeaseId, Bytes)>, StoreError> {
@@ -366,6 +357,10 @@ impl Store for FjallStore {
             .db
             .persist(PersistMode::SyncAll)
             .map_err(io("persisting"))
+    }
+
+    fn load_checkpoint(&self, image: &t4_core::CheckpointImage) -> Result<(), StoreError> {
+        checkpoint::load(&self.inner, image)
     }
 
     fn compact(&self, revision: Revision) -> Result<(), StoreError> {
@@ -428,6 +423,23 @@ impl Store for FjallStore {
         }
         Ok(())
     }
+}
+
+/// Every lease with its granted TTL, as `snapshot` sees them.
+fn read_leases(
+    inner: &Inner,
+    snapshot: &fjall::Snapshot,
+) -> Result<Vec<(LeaseId, i64)>, StoreError> {
+    let mut out = Vec::new();
+    for guard in snapshot.iter(&inner.leases) {
+        let (key, ttl) = guard.into_inner().map_err(io("reading leases"))?;
+        let id = format::decode_lease_id(&key).ok_or_else(|| corrupt("malformed lease id"))?;
+        let ttl = <[u8; 8]>::try_from(ttl.as_ref())
+            .map(i64::from_be_bytes)
+            .map_err(|_| corrupt(format_args!("malformed TTL of lease {id}")))?;
+        out.push((id, ttl));
+    }
+    Ok(out)
 }
 
 /// Deletes the versions of `key` that no read at `revision` or later reaches: all but the

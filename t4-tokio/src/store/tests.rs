@@ -479,3 +479,65 @@ fn keys_fjall_cannot_hold_are_refused_not_a_panic() {
     // The longest key, all 0x00 (the worst case for escaping), reads back.
     assert_eq!(events(&store.view(), 2, 2).unwrap()[0].kv.key, longest);
 }
+
+#[test]
+fn reads_with_keys_or_bounds_longer_than_any_key_match_the_model_and_do_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let fjall = FjallStore::open(dir.path()).unwrap();
+    let mem = MemStore::new();
+    let max = t4_core::kv::MAX_KEY_LEN;
+    let repeat = |byte: u8, n: usize| Bytes::from(vec![byte; n]);
+    let with_last = |n: usize, last: u8| {
+        let mut k = vec![b'b'; n - 1];
+        k.push(last);
+        Bytes::from(k)
+    };
+    let keys = [
+        Bytes::from_static(b"a"),
+        repeat(b'b', max),
+        with_last(max, 0),
+        with_last(max, b'c'),
+        Bytes::from_static(b"c"),
+    ];
+    let mut w = Writer::new();
+    for round in 0..2 {
+        let ops = keys
+            .iter()
+            .map(|k| w.revision(vec![W::Put(k.clone(), Bytes::from(format!("{round}")), 0)]))
+            .collect();
+        let entry = w.entry(ops);
+        fjall.apply(&entry).unwrap();
+        mem.apply(&entry).unwrap();
+    }
+    let bounds = [
+        repeat(b'b', max + 1),
+        repeat(b'b', max + 2),
+        repeat(b'b', 100_000),
+        with_last(max + 1, 0),
+        with_last(100_000, 0),
+        with_last(100_000, b'c'),
+        repeat(0, 70_000),
+        repeat(0xff, 70_000),
+    ];
+    let (fv, mv) = (fjall.view(), mem.view());
+    let current = fv.revision();
+    for rev in [current, current - 3] {
+        for b in &bounds {
+            let ranges = [
+                KeyRange::From(b.clone()),
+                KeyRange::Between(Bytes::from_static(b"a"), b.clone()),
+                KeyRange::Between(b.clone(), Bytes::from_static(b"d")),
+                KeyRange::Single(b.clone()),
+            ];
+            for range in &ranges {
+                assert_eq!(
+                    scan(&fv, range, rev).unwrap(),
+                    scan(&mv, range, rev).unwrap(),
+                    "bound of {} bytes at revision {rev}",
+                    b.len()
+                );
+            }
+            assert_eq!(fv.get(b, rev).unwrap(), None);
+        }
+    }
+}

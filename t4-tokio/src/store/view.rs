@@ -1,14 +1,16 @@
 //! Reads: a view is a fjall snapshot plus the `state` record read from that same snapshot.
 
+use std::borrow::Cow;
 use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use fjall::{Readable, Snapshot};
-use t4_core::{Event, EventKind, KeyRange, KeyValue, ReadView, Revision, StoreError};
+use t4_core::kv::MAX_KEY_LEN;
+use t4_core::{Event, EventKind, KeyRange, KeyValue, LeaseId, ReadView, Revision, StoreError};
 
 use super::format::{self, State};
-use super::{Inner, corrupt, io};
+use super::{Inner, corrupt, io, read_leases};
 
 /// A consistent view of a [`super::FjallStore`]: a fjall snapshot, so entries applied (and
 /// history compacted) after it was taken are invisible to it.
@@ -31,6 +33,22 @@ impl std::fmt::Debug for FjallView {
     }
 }
 
+/// A scan bound that selects the same stored keys as `bound` and that fjall can hold.
+///
+/// Stored keys are at most [`MAX_KEY_LEN`] bytes, and fjall panics on keys over 64 KiB, so a
+/// longer bound (a client may send any range end) is replaced by the shortest equivalent
+/// one: for every key `k` of at most `MAX_KEY_LEN` bytes, `k >= b` exactly when
+/// `k >= b[..MAX_KEY_LEN] ++ [0]`, and `k < b` exactly when `k < b[..MAX_KEY_LEN] ++ [0]`.
+/// The result (and its escaped form in `history`) stays under fjall's limit.
+fn storable_bound(bound: &[u8]) -> Cow<'_, [u8]> {
+    if bound.len() <= MAX_KEY_LEN + 1 {
+        return Cow::Borrowed(bound);
+    }
+    let mut b = bound[..MAX_KEY_LEN].to_vec();
+    b.push(0);
+    Cow::Owned(b)
+}
+
 impl FjallView {
     pub(super) fn new(inner: Arc<Inner>) -> FjallView {
         let snapshot = inner.db.snapshot();
@@ -51,6 +69,15 @@ impl FjallView {
             state,
             broken,
         }
+    }
+
+    /// Every lease with its granted TTL, as of this view (consistent with its keys, so a
+    /// snapshot never holds a key attached to a lease it lacks).
+    pub fn leases(&self) -> Result<Vec<(LeaseId, i64)>, StoreError> {
+        if let Some(e) = &self.broken {
+            return Err(e.clone());
+        }
+        read_leases(&self.inner, &self.snapshot)
     }
 
     /// The revision a read at `rev` is served at, or why it cannot be.
@@ -181,6 +208,10 @@ impl ReadView for FjallView {
 
     fn get(&self, key: &[u8], rev: Revision) -> Result<Option<KeyValue>, StoreError> {
         let rev = self.read_at(rev)?;
+        if key.len() > MAX_KEY_LEN {
+            // No such key is ever stored (and fjall cannot look one up).
+            return Ok(None);
+        }
         if rev == self.state.revision {
             self.get_latest(key)
         } else {
@@ -206,10 +237,12 @@ impl ReadView for FjallView {
             KeyRange::Between(start, end) if end > start => (start, Some(end)),
             KeyRange::Between(..) => return Ok(()),
         };
+        let lower = storable_bound(lower);
+        let upper = upper.map(|u| storable_bound(u));
         if rev == self.state.revision {
-            self.scan_latest(lower, upper.map(|e| e.as_ref()), visit)
+            self.scan_latest(&lower, upper.as_deref(), visit)
         } else {
-            self.scan_history(lower, upper.map(|e| e.as_ref()), rev, visit)
+            self.scan_history(&lower, upper.as_deref(), rev, visit)
         }
     }
 
@@ -226,7 +259,7 @@ impl ReadView for FjallView {
         if from > to {
             return Ok(());
         }
-        if from < self.state.floor() {
+        if from < self.state.floor() || from < self.state.events_from {
             return Err(StoreError::Compacted);
         }
         let lower = format::revlog_key(from, 0);

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs `t4 bench` against `t4 run` and against a real etcd (Debian's etcd 3.4, /usr/bin/etcd)
+# started the same way on the same machine, in the same run, and prints a Markdown table of
+# throughput and latency with the t4 ÷ etcd ratio. docs/benchmarks.md records its output.
+#
+#   scripts/bench-vs-etcd.sh                 # every workload, 20000 ops each
+#   OPS=50000 scripts/bench-vs-etcd.sh par-put mixed
+#   T4_RUN_FLAGS="--s3-bucket ..." scripts/bench-vs-etcd.sh   # extra `t4 run` flags
+#
+# Both servers keep their data in fresh temporary directories on the same disk, with fsync on.
+# Every workload uses 64-byte keys and 256-byte values; parallel workloads use 16 clients
+# over 4 connections. Raw JSON reports are kept in $OUT (default target/bench-vs-etcd).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib/servers.sh
+source "$here/lib/servers.sh"
+servers_init
+
+root=$(cd "$here/.." && pwd)
+(cd "$root" && cargo build -q --release --bin t4)
+T4=$(find_t4 release)
+OPS=${OPS:-20000}
+OUT=${OUT:-$root/target/bench-vs-etcd}
+mkdir -p "$OUT"
+
+workloads=("$@")
+if [ ${#workloads[@]} -eq 0 ]; then
+  workloads=(seq-put par-put seq-get par-get mixed txn range watch)
+fi
+
+free_ports 3
+servers_tempdir t4
+t4_dir=$TEMPDIR
+servers_tempdir etcd
+etcd_dir=$TEMPDIR
+start_t4 "$T4" "${PORTS[0]}" "$t4_dir"
+start_etcd "${PORTS[1]}" "${PORTS[2]}" "$etcd_dir"
+
+flags_for() {
+  case "$1" in
+  seq-* | watch) echo "--clients 1 --conns 1" ;;
+  *) echo "--clients 16 --conns 4" ;;
+  esac
+}
+
+run() { # run SERVER PORT WORKLOAD -> writes $OUT/SERVER-WORKLOAD.json
+  local server=$1 port=$2 workload=$3
+  # shellcheck disable=SC2046 # flags_for prints a list of flags
+  "$T4" bench --endpoints "127.0.0.1:$port" --workload "$workload" --ops "$OPS" \
+    --key-size 64 --value-size 256 $(flags_for "$workload") --json \
+    >"$OUT/$server-$workload.json"
+}
+
+echo "| workload | clients | t4 ops/s | etcd ops/s | t4 ÷ etcd | t4 p50 / p99 / p999 µs | etcd p50 / p99 / p999 µs |"
+echo "|---|---|---|---|---|---|---|"
+for w in "${workloads[@]}"; do
+  run t4 "${PORTS[0]}" "$w"
+  run etcd "${PORTS[1]}" "$w"
+  python3 - "$OUT/t4-$w.json" "$OUT/etcd-$w.json" <<'EOF'
+import json, sys
+t4, etcd = (json.load(open(p)) for p in sys.argv[1:3])
+for r, name in ((t4, "t4"), (etcd, "etcd")):
+    if r["errors"]:
+        sys.exit(f"{name} {r['workload']}: {r['errors']} errors, first: {r['first_error']}")
+# For the watch workload the latency that matters is put sent -> event received.
+def lat(r):
+    l = r["other_latencies_us"]["put-to-event"] if r["workload"] == "watch" else r["latency_us"]
+    return "{:.0f} / {:.0f} / {:.0f}".format(*(l[k] for k in ("p50", "p99", "p999")))
+print(f"| {t4['workload']} | {t4['clients']} | {t4['ops_per_sec']:,.0f} | {etcd['ops_per_sec']:,.0f} "
+      f"| {t4['ops_per_sec'] / etcd['ops_per_sec']:.2f}× | {lat(t4)} | {lat(etcd)} |")
+EOF
+done
+echo
+echo "t4: $("$T4" --version); etcd: $(/usr/bin/etcd --version | head -1); ${OPS} ops per workload; $(nproc) cores; raw reports in $OUT"

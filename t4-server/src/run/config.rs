@@ -1,0 +1,114 @@
+//! `t4 run`'s settings: every flag, its `T4_*` environment variable and its default.
+//!
+//! A flag on the command line wins over its environment variable, which wins over the
+//! default. docs/configuration.md lists the same table; keep them together.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// etcd's default backend quota (`--quota-backend-bytes` 0 means this).
+pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 << 30;
+
+/// etcd's smallest progress-notify interval.
+pub const MIN_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_millis(100);
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 20s, 10m, 2h)"))
+}
+
+/// Settings of `t4 run`.
+#[derive(Args, Clone, Debug)]
+pub struct RunArgs {
+    /// Directory of the node's data (WAL, store, cluster id). Created if missing.
+    #[arg(long, env = "T4_DATA_DIR", default_value = "./t4-data")]
+    pub data_dir: PathBuf,
+
+    /// Address the etcd v3 gRPC API listens on (`host:port`; port 0 picks a free port).
+    #[arg(long, env = "T4_LISTEN", default_value = "0.0.0.0:3379")]
+    pub listen: String,
+
+    /// URLs clients reach this member at, comma-separated, as `MemberList` reports them.
+    /// Default: `http://` + the listen address, with an unspecified host (0.0.0.0, ::)
+    /// replaced by this machine's hostname.
+    #[arg(long, env = "T4_ADVERTISE_CLIENT_URLS", value_delimiter = ',')]
+    pub advertise_client_urls: Vec<String>,
+
+    /// This member's name; its member id is derived from it. Default: the hostname.
+    #[arg(long, env = "T4_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, env = "T4_LOG_LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
+    pub log_level: String,
+
+    /// Largest write request accepted, in bytes (etcd's default, 1.5 MiB). gRPC messages up to
+    /// 512 KiB more are read, so that a too-large request gets etcd's "request is too large".
+    #[arg(long, env = "T4_MAX_REQUEST_BYTES", default_value_t = 1_572_864, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_request_bytes: u32,
+
+    /// Most compares, and most operations per branch, in one txn (etcd's default, 128).
+    #[arg(long, env = "T4_MAX_TXN_OPS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_txn_ops: u32,
+
+    /// Size of the data directory (bytes) above which the NOSPACE alarm is raised and writes
+    /// that add data are refused, as in etcd. 0 means etcd's default, 2 GiB.
+    #[arg(long, env = "T4_QUOTA_BACKEND_BYTES", default_value_t = 0)]
+    pub quota_backend_bytes: u64,
+
+    /// Interval of the progress notifications of watches created with `progress_notify`
+    /// (etcd's default, 10m; at least 100ms).
+    #[arg(long, env = "T4_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub watch_progress_notify_interval: Duration,
+
+    /// How often the server pings an idle client connection (HTTP/2 keepalive), as etcd's
+    /// `--grpc-keepalive-interval`. 0 disables the pings.
+    #[arg(long, env = "T4_GRPC_KEEPALIVE_INTERVAL", default_value = "2h", value_parser = parse_duration)]
+    pub grpc_keepalive_interval: Duration,
+
+    /// How long the server waits for a keepalive ping's answer before closing the connection,
+    /// as etcd's `--grpc-keepalive-timeout`.
+    #[arg(long, env = "T4_GRPC_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub grpc_keepalive_timeout: Duration,
+
+    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before the server
+    /// drops them and closes the store anyway.
+    #[arg(long, env = "T4_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Durability beyond the local disk (S3) and WAL / checkpoint settings.
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
+}
+
+impl RunArgs {
+    /// The quota in effect.
+    pub fn quota(&self) -> u64 {
+        if self.quota_backend_bytes == 0 {
+            DEFAULT_QUOTA_BACKEND_BYTES
+        } else {
+            self.quota_backend_bytes
+        }
+    }
+
+    /// Checks what clap cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.watch_progress_notify_interval < MIN_PROGRESS_NOTIFY_INTERVAL {
+            anyhow::bail!(
+                "--watch-progress-notify-interval must be at least {:?}, got {:?}",
+                MIN_PROGRESS_NOTIFY_INTERVAL,
+                self.watch_progress_notify_interval
+            );
+        }
+        if self.grpc_keepalive_timeout.is_zero() {
+            anyhow::bail!("--grpc-keepalive-timeout must be greater than 0");
+        }
+        for url in &self.advertise_client_urls {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                anyhow::bail!("--advertise-client-urls: {url:?} is not an http:// or https:// URL");
+            }
+        }
+        Ok(())
+    }
+}

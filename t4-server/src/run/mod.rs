@@ -1,0 +1,216 @@
+//! `t4 run`: open the node, serve the etcd v3 API, stop cleanly on SIGINT/SIGTERM.
+//!
+//! Shutdown order (bounded by `--shutdown-timeout`): stop accepting connections, end every
+//! stream (watch, lease keepalive, snapshot, health watch) with "server stopped" so that no
+//! client can hold the server open, let in-flight unary requests finish, then close the node
+//! (which persists the store) and exit 0. If requests are still running when the timeout
+//! ends, their connections are dropped and the node is closed anyway: acknowledged writes
+//! are durable in the WAL either way.
+
+pub mod config;
+pub mod identity;
+pub mod quota;
+pub mod remote;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use t4_proto::etcdserverpb::{
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
+    lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
+};
+use t4_proto::health::v1::health_server::HealthServer;
+use tokio::sync::watch;
+
+pub use config::RunArgs;
+
+use crate::header::{Identity, member_id};
+use crate::services::{
+    Alarms, Context, Member, Settings,
+    auth::AuthService,
+    cluster::ClusterService,
+    health::HealthService,
+    kv::KvService,
+    lease::LeaseService,
+    maintenance::{ETCD_VERSION, MaintenanceService},
+    watch::GRPC_OVERHEAD_BYTES,
+    watch::WatchService,
+};
+
+/// The client URL advertised for `listen` when none is configured.
+fn default_client_url(listen: SocketAddr, hostname: &str) -> String {
+    if listen.ip().is_unspecified() {
+        format!("http://{hostname}:{}", listen.port())
+    } else {
+        format!("http://{listen}")
+    }
+}
+
+async fn wait_for_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+/// Runs the server until a signal stops it.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    args.validate()?;
+    let hostname = identity::hostname();
+    let name = args.node_id.clone().unwrap_or_else(|| hostname.clone());
+
+    let mut config = t4::Config::new(&args.data_dir);
+    config.max_request_bytes = args.max_request_bytes as usize;
+    config.max_txn_ops = args.max_txn_ops as usize;
+    args.remote.apply(&mut config, &name)?;
+    let bucket = args.remote.s3.enabled().then(|| args.remote.s3.describe());
+    if let Some(bucket) = &bucket {
+        tracing::info!(%bucket, sync_upload = args.remote.wal_sync_upload, "starting from the bucket: taking the writer term, recovering what the data dir lacks");
+    }
+    let node = t4::Node::open(config)
+        .await
+        .with_context(|| match &bucket {
+            Some(bucket) => format!(
+                "opening the data dir {} with the bucket {bucket}",
+                args.data_dir.display()
+            ),
+            None => format!("opening the data dir {}", args.data_dir.display()),
+        })?;
+    let cluster_id = identity::cluster_id(&args.data_dir)?;
+
+    let addr = tokio::net::lookup_host(&args.listen)
+        .await
+        .with_context(|| format!("--listen {:?} is not a host:port address", args.listen))?
+        .next()
+        .with_context(|| format!("--listen {:?} resolves to no address", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let local = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    let client_urls = if args.advertise_client_urls.is_empty() {
+        vec![default_client_url(local, &hostname)]
+    } else {
+        args.advertise_client_urls.clone()
+    };
+
+    let id = Identity {
+        cluster_id,
+        member_id: member_id(&name),
+    };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        etcd_api = ETCD_VERSION,
+        data_dir = %args.data_dir.display(),
+        listen = %local,
+        advertise_client_urls = ?client_urls,
+        node_id = %name,
+        member_id = format_args!("{:x}", id.member_id),
+        cluster_id = format_args!("{:x}", id.cluster_id),
+        log_level = %args.log_level,
+        max_request_bytes = args.max_request_bytes,
+        max_txn_ops = args.max_txn_ops,
+        quota_backend_bytes = args.quota(),
+        watch_progress_notify_interval = ?args.watch_progress_notify_interval,
+        grpc_keepalive_interval = ?args.grpc_keepalive_interval,
+        grpc_keepalive_timeout = ?args.grpc_keepalive_timeout,
+        shutdown_timeout = ?args.shutdown_timeout,
+        bucket = bucket.as_deref().unwrap_or("none (local durability only)"),
+        wal_sync_upload = args.remote.wal_sync_upload,
+        revision = node.current_revision(),
+        "starting t4"
+    );
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let ctx = Arc::new(Context {
+        node: node.clone(),
+        id,
+        member: Member {
+            name,
+            client_urls,
+            peer_urls: Vec::new(),
+        },
+        settings: Settings {
+            max_request_bytes: args.max_request_bytes as usize,
+            watch_progress_interval: args.watch_progress_notify_interval,
+            quota_backend_bytes: args.quota(),
+        },
+        alarms: Alarms::default(),
+        shutdown: shutdown_rx.clone(),
+    });
+    tokio::spawn(quota::monitor(ctx.clone()));
+
+    // As etcd: requests up to --max-request-bytes plus gRPC overhead are read (and then
+    // refused with etcd's "request is too large" if over the limit); responses are unbounded.
+    let recv_limit = args.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
+    let send_limit = i32::MAX as usize;
+    macro_rules! limits {
+        ($server:expr) => {
+            $server
+                .max_decoding_message_size(recv_limit)
+                .max_encoding_message_size(send_limit)
+        };
+    }
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(t4_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the gRPC reflection service")?;
+    let keepalive =
+        (!args.grpc_keepalive_interval.is_zero()).then_some(args.grpc_keepalive_interval);
+    let router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(keepalive)
+        .http2_keepalive_timeout(Some(args.grpc_keepalive_timeout))
+        .tcp_nodelay(true)
+        .max_concurrent_streams(Some(u32::MAX))
+        .add_service(limits!(KvServer::new(KvService::new(ctx.clone()))))
+        .add_service(limits!(WatchServer::new(WatchService::new(ctx.clone()))))
+        .add_service(limits!(LeaseServer::new(LeaseService::new(ctx.clone()))))
+        .add_service(limits!(ClusterServer::new(ClusterService::new(
+            ctx.clone()
+        ))))
+        .add_service(limits!(MaintenanceServer::new(MaintenanceService::new(
+            ctx.clone()
+        ))))
+        .add_service(limits!(AuthServer::new(AuthService::new(ctx.clone()))))
+        .add_service(HealthServer::new(HealthService::new(ctx.clone())))
+        .add_service(reflection);
+
+    let mut stopping = shutdown_rx.clone();
+    // `Server::tcp_nodelay` applies only to listeners tonic binds itself: set it on ours, or
+    // Nagle's algorithm plus delayed ACKs add ~40 ms to every small unary answer.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let serve = router.serve_with_incoming_shutdown(incoming, async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    });
+    tracing::info!(address = %local, "serving the etcd v3 API");
+    // Boxed so that it can be dropped (closing every connection) before the node closes.
+    let mut serve = Box::pin(serve);
+    let served = tokio::select! {
+        result = &mut serve => Some(result),
+        signal = wait_for_signal() => {
+            tracing::info!(signal = signal?, "stopping: ending streams, finishing in-flight requests");
+            None
+        }
+    };
+    let _ = shutdown_tx.send(true);
+    match served {
+        Some(result) => result.context("serving gRPC")?,
+        None => match tokio::time::timeout(args.shutdown_timeout, &mut serve).await {
+            Ok(result) => result.context("serving gRPC")?,
+            Err(_) => tracing::warn!(
+                timeout = ?args.shutdown_timeout,
+                "requests still running at the shutdown timeout; dropping their connections"
+            ),
+        },
+    }
+    drop(serve);
+    drop(ctx);
+    node.close().await.context("closing the node")?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! The store as the node's handles and watches see it: there until the node closes.
+//!
+//! Closing must let go of the data dir — fjall holds a lock on it as long as any handle to
+//! the database lives — so that `Node::close().await` followed by `Node::open` of the same
+//! directory works even while old `Node` clones or `Watch`es are still around. Every reader
+//! therefore goes through this slot, and `close` takes the store out of it.
+
+use std::sync::RwLock;
+
+use t4_core::{ReadView, Revision, Store};
+
+use crate::error::{Error, Result};
+use crate::store::FjallStore;
+
+enum State {
+    Open(FjallStore),
+    /// The node closed; reads fail with [`Error::Closed`]. The revisions at close stay
+    /// readable through the infallible getters.
+    Closed {
+        revision: Revision,
+        compact_revision: Revision,
+    },
+}
+
+/// The store until the node closes.
+pub(crate) struct StoreSlot {
+    state: RwLock<State>,
+}
+
+impl StoreSlot {
+    pub(crate) fn new(store: FjallStore) -> StoreSlot {
+        StoreSlot {
+            state: RwLock::new(State::Open(store)),
+        }
+    }
+
+    /// Runs `read` on the store, or fails with [`Error::Closed`]. The slot stays locked for
+    /// reading meanwhile, so [`StoreSlot::close`] waits for reads in progress: no view of the
+    /// store outlives the close.
+    pub(crate) fn read<T>(&self, read: impl FnOnce(&FjallStore) -> T) -> Result<T> {
+        // A panic inside `read` cannot leave the state half-changed (readers do not change
+        // it), so a poisoned lock is still right.
+        match &*self.state.read().unwrap_or_else(|e| e.into_inner()) {
+            State::Open(store) => Ok(read(store)),
+            State::Closed { .. } => Err(Error::Closed),
+        }
+    }
+
+    /// The current and compact revision: the store's, or the last ones after close.
+    pub(crate) fn revisions(&self) -> (Revision, Revision) {
+        match &*self.state.read().unwrap_or_else(|e| e.into_inner()) {
+            State::Open(store) => {
+                let view = store.view();
+                (view.revision(), view.compact_revision())
+            }
+            State::Closed {
+                revision,
+                compact_revision,
+            } => (*revision, *compact_revision),
+        }
+    }
+
+    /// Takes the store away: later reads fail with [`Error::Closed`]. Waits for reads in
+    /// progress. Dropping the returned store releases the data dir once the node's threads
+    /// dropped theirs.
+    pub(crate) fn close(&self) -> Option<FjallStore> {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let State::Open(store) = &*state else {
+            return None;
+        };
+        let view = store.view();
+        let closed = State::Closed {
+            revision: view.revision(),
+            compact_revision: view.compact_revision(),
+        };
+        drop(view);
+        match std::mem::replace(&mut *state, closed) {
+            State::Open(store) => Some(store),
+            State::Closed { .. } => None,
+        }
+    }
+}

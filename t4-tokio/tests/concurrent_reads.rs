@@ -1,0 +1,112 @@
+//! Reads run concurrently with writes, straight from the store: they never wait for the
+//! writer, and never see half of a write (a txn's keys change together, at one revision).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use common::{b, open, within};
+use t4::{PutRequest, RangeRequest, RequestOp, TxnRequest};
+
+fn pair_txn(i: u64) -> TxnRequest {
+    let put = |k: &str| {
+        RequestOp::Put(PutRequest {
+            key: b(k),
+            value: format!("{i}").into(),
+            ..Default::default()
+        })
+    };
+    TxnRequest {
+        success: vec![put("pair/a"), put("pair/b")],
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_never_see_half_of_a_txn_while_writers_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path()).await;
+    node.txn(pair_txn(0)).await.unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicU64::new(0));
+    // Readers on plain threads, outside the runtime: a read needs no executor and no core.
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (node, stop, reads) = (node.clone(), stop.clone(), reads.clone());
+            std::thread::spawn(move || {
+                let mut revisions = BTreeSet::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let resp = futures::executor::block_on(node.range(RangeRequest {
+                        key: b("pair/"),
+                        range_end: b("pair0"),
+                        ..Default::default()
+                    }))
+                    .unwrap();
+                    let [a, b] = &resp.kvs[..] else {
+                        panic!("expected both keys, got {:?}", resp.kvs)
+                    };
+                    assert_eq!(a.mod_revision, b.mod_revision, "half a txn is visible");
+                    assert_eq!(a.value, b.value, "half a txn is visible");
+                    assert!(a.mod_revision <= resp.revision);
+                    revisions.insert(a.mod_revision);
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+                revisions
+            })
+        })
+        .collect();
+
+    // Several writers, so that group commit puts many txns into one WAL append and one
+    // store batch: the reader must not see a batch half-applied either.
+    const WRITERS: u64 = 4;
+    const TXNS: u64 = 150;
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let node = node.clone();
+            tokio::spawn(async move {
+                for i in 0..TXNS {
+                    node.txn(pair_txn(w * TXNS + i + 1)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        within("writers", w).await.unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut seen = BTreeSet::new();
+    for r in readers {
+        seen.extend(r.join().unwrap());
+    }
+    let reads = reads.load(Ordering::Relaxed);
+    eprintln!(
+        "{reads} reads saw {} distinct revisions during {} txns",
+        seen.len(),
+        WRITERS * TXNS
+    );
+    assert!(seen.len() > 1, "the readers ran while the writers did");
+    assert!(
+        reads > WRITERS * TXNS,
+        "reads are not served one per write: they do not queue behind the writer"
+    );
+    node.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_visible_to_every_read_that_starts_after_it_is_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path()).await;
+    let reader = node.clone();
+    for i in 0..200 {
+        let rev = node.put("k", format!("{i}")).await.unwrap();
+        let kv = reader.get("k").await.unwrap().unwrap();
+        assert_eq!(kv.mod_revision, rev, "read-your-writes after the ack");
+        assert!(reader.current_revision() >= rev);
+    }
+    node.close().await.unwrap();
+}

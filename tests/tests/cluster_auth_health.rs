@@ -1,0 +1,108 @@
+//! Cluster membership, the Auth service while authentication is off, gRPC health.
+
+#![allow(clippy::disallowed_methods, clippy::unwrap_used)] // end-to-end tests: real time; unwrap is the assertion
+
+use t4_e2e::{T4, status, t4_bin};
+use t4_proto::health::v1::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use tonic::Code;
+
+#[tokio::test]
+async fn member_list_returns_this_member_and_membership_changes_are_unimplemented() {
+    let t4 = T4::start(
+        t4_bin!(),
+        &[
+            "--node-id",
+            "alpha",
+            "--advertise-client-urls",
+            "http://db.example:3379",
+        ],
+    )
+    .await;
+    let mut c = t4.client().await;
+    let list = c.member_list().await.unwrap();
+    let members = list.members();
+    assert_eq!(members.len(), 1);
+    let m = &members[0];
+    assert_eq!(m.id(), list.header().unwrap().member_id());
+    assert_eq!(m.name(), "alpha");
+    assert_eq!(m.client_urls(), ["http://db.example:3379"]);
+    assert!(!m.is_learner());
+    let e = status(c.member_add(["http://peer:2380"], None).await.unwrap_err());
+    assert_eq!(e.code(), Code::Unimplemented);
+    assert!(e.message().contains("membership"), "{}", e.message());
+    assert_eq!(
+        status(c.member_remove(m.id()).await.unwrap_err()).code(),
+        Code::Unimplemented
+    );
+}
+
+#[tokio::test]
+async fn the_default_client_url_is_the_listen_address() {
+    let t4 = T4::start(t4_bin!(), &[]).await;
+    let mut c = t4.client().await;
+    let list = c.member_list().await.unwrap();
+    assert_eq!(
+        list.members()[0].client_urls(),
+        [format!("http://{}", t4.endpoint)]
+    );
+}
+
+#[tokio::test]
+async fn auth_is_reported_disabled_with_etcds_errors() {
+    let t4 = T4::start(t4_bin!(), &[]).await;
+    let mut c = t4.client().await;
+    let mut auth = c.auth_client();
+    let e = status(
+        auth.authenticate("root".into(), "pw".into())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (e.code(), e.message()),
+        (
+            Code::FailedPrecondition,
+            "etcdserver: authentication is not enabled"
+        )
+    );
+    assert_eq!(
+        status(c.user_add("u", "p", None).await.unwrap_err()).code(),
+        Code::Unimplemented
+    );
+    assert_eq!(
+        status(c.auth_enable().await.unwrap_err()).code(),
+        Code::Unimplemented
+    );
+    c.auth_disable().await.unwrap();
+    // A client configured with credentials fails clearly instead of hanging.
+    let with_user = etcd_client::Client::connect(
+        [&t4.endpoint],
+        Some(etcd_client::ConnectOptions::new().with_user("root", "pw")),
+    )
+    .await;
+    assert!(with_user.is_err());
+}
+
+#[tokio::test]
+async fn health_says_serving() {
+    let t4 = T4::start(t4_bin!(), &[]).await;
+    let mut health = HealthClient::new(t4.channel().await);
+    for service in ["", "etcdserverpb.KV"] {
+        let r = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status, ServingStatus::Serving as i32);
+    }
+    let e = health
+        .check(HealthCheckRequest {
+            service: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+}
