@@ -54,7 +54,14 @@ pub struct ObjectIo {
     store: Arc<dyn ObjectStore>,
     /// Normalised: no leading or trailing `/`; empty for the bucket root.
     prefix: String,
+    /// Bounds the DELETEs in flight: a merge or GC deletes many objects at once, and
+    /// without a bound that burst queues ahead of the next WAL upload, which a client waits
+    /// for.
+    deletes: Arc<tokio::sync::Semaphore>,
 }
+
+/// DELETE requests [`ObjectIo`] runs at once.
+const MAX_CONCURRENT_DELETES: usize = 4;
 
 impl ObjectIo {
     /// Keys of requests are placed under `prefix` (normalised with [`normalize_prefix`]).
@@ -62,6 +69,7 @@ impl ObjectIo {
         ObjectIo {
             store,
             prefix: normalize_prefix(prefix),
+            deletes: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_DELETES)),
         }
     }
 
@@ -92,11 +100,15 @@ impl ObjectIo {
                 .list(&prefix)
                 .await
                 .map(|objects| ObjectResponse::Listed { objects }),
-            ObjectRequest::Delete { key } => match self.store.delete(&self.path(&key)).await {
-                Ok(()) => Ok(ObjectResponse::Deleted),
-                Err(object_store::Error::NotFound { .. }) => Ok(ObjectResponse::Deleted),
-                Err(e) => Err(map_error(e)),
-            },
+            ObjectRequest::Delete { key } => {
+                // The semaphore is never closed, so acquiring only waits.
+                let _permit = self.deletes.acquire().await;
+                match self.store.delete(&self.path(&key)).await {
+                    Ok(()) => Ok(ObjectResponse::Deleted),
+                    Err(object_store::Error::NotFound { .. }) => Ok(ObjectResponse::Deleted),
+                    Err(e) => Err(map_error(e)),
+                }
+            }
         }
     }
 
