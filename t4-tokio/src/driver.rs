@@ -188,6 +188,12 @@ fn wal_thread(
     done: Sender<Command>,
     segments: watch::Sender<usize>,
 ) {
+    // Publishes the segment count; after an append, before its completion, so that whoever
+    // the append acknowledges already sees the segment it created.
+    let publish = |wal: &WalDir| {
+        let count = wal.segment_count();
+        segments.send_if_modified(|c| std::mem::replace(c, count) != count);
+    };
     for job in jobs {
         match job {
             WalJob::Append {
@@ -199,10 +205,7 @@ fn wal_thread(
                 let result = wal
                     .append(segment, create, &bytes)
                     .map_err(|e| e.to_string());
-                // Publish the segment count before the completion, so that whoever the
-                // append acknowledges already sees the segment it created.
-                let count = wal.segment_count();
-                segments.send_if_modified(|c| std::mem::replace(c, count) != count);
+                publish(&wal);
                 if done.send(Command::IoDone { io, result }).is_err() {
                     return;
                 }
@@ -211,10 +214,9 @@ fn wal_thread(
                 if let Err(e) = wal.delete(segment) {
                     tracing::warn!(error = %e, "could not delete a sealed WAL segment; it will be retried at the next start");
                 }
+                publish(&wal);
             }
         }
-        let count = wal.segment_count();
-        segments.send_if_modified(|c| std::mem::replace(c, count) != count);
     }
 }
 

@@ -1,6 +1,8 @@
 //! Term acquisition and fencing: the writer record, the term-start marker, and what an
 //! object found at our next name means.
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 
 use crate::core::Core;
@@ -358,19 +360,12 @@ impl<S: Store> Core<S> {
         let Some((first, bytes)) = boot.writing.take() else {
             return;
         };
-        let entries = match layout::decode_tail(first, &bytes) {
-            Ok(e) => e,
-            Err(e) => return self.fail(format!("re-reading our own upload: {e}")),
-        };
-        let last = entries.last().map_or(first, |e| e.index);
         // The local entries take the name the previous term's writer would create next: it
         // stays, like the marker after it.
-        r.unmerged.push_back(Tail {
-            first,
-            last,
-            bytes,
-            marker: true,
-        });
+        let last = match keep_as_fence(&mut r.unmerged, first, bytes) {
+            Ok(entries) => entries.last().map_or(first, |e| e.index),
+            Err(e) => return self.fail(e),
+        };
         self.write_marker(last);
     }
 
@@ -413,17 +408,11 @@ impl<S: Store> Core<S> {
         let Some((first, bytes)) = boot.writing.take() else {
             return;
         };
-        let entries = match layout::decode_tail(first, &bytes) {
-            Ok(e) => e,
-            Err(e) => return self.fail(format!("re-reading our own upload: {e}")),
+        let entries = match keep_as_fence(&mut r.unmerged, first, bytes) {
+            Ok(entries) => entries,
+            Err(e) => return self.fail(e),
         };
         let last = entries.last().map_or(first, |e| e.index);
-        r.unmerged.push_back(Tail {
-            first,
-            last,
-            bytes,
-            marker: true,
-        });
         if let Some(m) = entries.first()
             && let Err(e) = self.apply_from_bucket(m)
         {
@@ -438,4 +427,23 @@ impl<S: Store> Core<S> {
         }
         self.boot_step(now);
     }
+}
+
+/// Decodes a tail object we created at start-up (local entries or the term-start marker)
+/// and keeps it in `unmerged` as a fence, which merging never deletes.
+fn keep_as_fence(
+    unmerged: &mut VecDeque<Tail>,
+    first: u64,
+    bytes: Bytes,
+) -> Result<Vec<LogEntry>, String> {
+    let entries = layout::decode_tail(first, &bytes)
+        .map_err(|e| format!("re-reading our own upload: {e}"))?;
+    let last = entries.last().map_or(first, |e| e.index);
+    unmerged.push_back(Tail {
+        first,
+        last,
+        bytes,
+        marker: true,
+    });
+    Ok(entries)
 }

@@ -8,11 +8,12 @@
 //! [`Store::load_checkpoint`]: t4_core::Store::load_checkpoint
 
 use bytes::Bytes;
-use fjall::{Keyspace, PersistMode, Readable};
+use fjall::{PersistMode, Readable};
 use t4_core::{CheckpointImage, StoreError};
 
+use super::batch::BoundedBatch;
 use super::format::{self, State};
-use super::{COMPACTION_BATCH_BYTES, COMPACTION_BATCH_ITEMS, Deletes, Inner, io};
+use super::{Inner, io};
 
 pub(super) fn load(inner: &Inner, image: &CheckpointImage) -> Result<(), StoreError> {
     let mut state = inner.lock_state();
@@ -23,7 +24,7 @@ pub(super) fn load(inner: &Inner, image: &CheckpointImage) -> Result<(), StoreEr
         .persist(PersistMode::SyncAll)
         .map_err(io("loading a checkpoint"))?;
     let snapshot = inner.db.snapshot();
-    let mut deletes = Deletes::new(inner);
+    let mut deletes = BoundedBatch::new(inner, "loading a checkpoint");
     for keyspace in [
         &inner.latest,
         &inner.history,
@@ -33,21 +34,21 @@ pub(super) fn load(inner: &Inner, image: &CheckpointImage) -> Result<(), StoreEr
     ] {
         for guard in snapshot.iter(keyspace) {
             let key = guard.key().map_err(io("emptying the store"))?;
-            deletes.push(keyspace, Bytes::from(key.to_vec()))?;
+            deletes.remove(keyspace, Bytes::from(key.to_vec()))?;
         }
     }
     deletes.commit()?;
-    let mut inserts = Inserts::new(inner);
+    let mut inserts = BoundedBatch::new(inner, "loading a checkpoint");
     for kv in &image.kvs {
         let version = Bytes::from(format::encode_version(kv));
-        inserts.push(&inner.latest, kv.key.to_vec(), version.clone())?;
-        inserts.push(
+        inserts.insert(&inner.latest, kv.key.to_vec(), version.clone())?;
+        inserts.insert(
             &inner.history,
             format::history_key(&kv.key, kv.mod_revision),
             version,
         )?;
         if kv.lease != 0 {
-            inserts.push(
+            inserts.insert(
                 &inner.lease_keys,
                 format::lease_key(kv.lease, &kv.key),
                 Bytes::new(),
@@ -55,7 +56,7 @@ pub(super) fn load(inner: &Inner, image: &CheckpointImage) -> Result<(), StoreEr
         }
     }
     for (id, ttl) in &image.leases {
-        inserts.push(
+        inserts.insert(
             &inner.leases,
             format::encode_i64(*id).to_vec(),
             Bytes::copy_from_slice(&ttl.to_be_bytes()),
@@ -78,36 +79,4 @@ pub(super) fn load(inner: &Inner, image: &CheckpointImage) -> Result<(), StoreEr
         .map_err(io("loading a checkpoint"))?;
     *state = next;
     Ok(())
-}
-
-/// Inserts committed in bounded batches.
-struct Inserts<'a> {
-    inner: &'a Inner,
-    batch: fjall::OwnedWriteBatch,
-    bytes: usize,
-}
-
-impl<'a> Inserts<'a> {
-    fn new(inner: &'a Inner) -> Inserts<'a> {
-        Inserts {
-            inner,
-            batch: inner.db.batch(),
-            bytes: 0,
-        }
-    }
-
-    fn push(&mut self, keyspace: &Keyspace, key: Vec<u8>, value: Bytes) -> Result<(), StoreError> {
-        self.bytes += key.len() + value.len();
-        self.batch.insert(keyspace, key, value);
-        if self.batch.len() >= COMPACTION_BATCH_ITEMS || self.bytes >= COMPACTION_BATCH_BYTES {
-            self.commit()?;
-        }
-        Ok(())
-    }
-
-    fn commit(&mut self) -> Result<(), StoreError> {
-        let batch = std::mem::replace(&mut self.batch, self.inner.db.batch());
-        self.bytes = 0;
-        batch.commit().map_err(io("loading a checkpoint"))
-    }
 }

@@ -40,6 +40,7 @@
 //! bounded batches, and finally records `physically_compacted`. A crash in between leaves
 //! extra history that the next compaction removes.
 
+mod batch;
 mod checkpoint;
 mod format;
 mod view;
@@ -53,18 +54,15 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode, Readable};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use t4_core::kv::MAX_KEY_LEN;
 use t4_core::wal::{Change, LogEntry, LogOp};
 use t4_core::{LeaseId, Revision, Store, StoreError};
 
+use batch::BoundedBatch;
 use format::State;
 pub use view::FjallView;
 
-/// Deletions per write batch during physical compaction: bounds memory on big stores.
-const COMPACTION_BATCH_ITEMS: usize = 4096;
-/// Bytes of keys per write batch during physical compaction.
-const COMPACTION_BATCH_BYTES: usize = 4 << 20;
 /// Keys remembered as already compacted while walking `revlog` (then forgotten, which
 /// only costs a repeated, idempotent look at a key).
 const COMPACTION_SEEN_KEYS: usize = 65_536;
@@ -386,7 +384,7 @@ impl Store for FjallStore {
             )
         };
 
-        let mut deletes = Deletes::new(inner);
+        let mut deletes = BoundedBatch::new(inner, "compacting");
         let mut seen: HashSet<Bytes> = HashSet::new();
         let upper = match revision.checked_add(1) {
             Some(r) => Bound::Excluded(format::revlog_key(r, 0).to_vec()),
@@ -400,7 +398,7 @@ impl Store for FjallStore {
             let (_, key) = format::decode_revlog_value(rv.into())
                 .ok_or_else(|| corrupt(format_args!("malformed revision log entry at {rev}")))?;
             if rev < revision {
-                deletes.push(&inner.revlog, rk.into())?;
+                deletes.remove(&inner.revlog, rk.into())?;
             }
             // A key not changed since the last compaction has at most one version at or
             // below it, which is not a tombstone: nothing to remove. So only keys in the
@@ -449,7 +447,7 @@ fn compact_key(
     snapshot: &fjall::Snapshot,
     key: &[u8],
     revision: Revision,
-    deletes: &mut Deletes<'_>,
+    deletes: &mut BoundedBatch<'_>,
 ) -> Result<(), StoreError> {
     let lower = format::history_key(key, Revision::MIN);
     let upper = format::history_key(key, revision);
@@ -459,44 +457,12 @@ fn compact_key(
     for guard in snapshot.range(&inner.history, lower..=upper) {
         let (hk, version) = guard.into_inner().map_err(io("reading history"))?;
         if let Some((older, _)) = previous.take() {
-            deletes.push(&inner.history, older)?;
+            deletes.remove(&inner.history, older)?;
         }
         previous = Some((hk.into(), format::is_tombstone(&version)));
     }
     if let Some((newest, true)) = previous {
-        deletes.push(&inner.history, newest)?;
+        deletes.remove(&inner.history, newest)?;
     }
     Ok(())
-}
-
-/// Deletions committed in bounded batches, in order.
-struct Deletes<'a> {
-    inner: &'a Inner,
-    batch: OwnedWriteBatch,
-    bytes: usize,
-}
-
-impl<'a> Deletes<'a> {
-    fn new(inner: &'a Inner) -> Deletes<'a> {
-        Deletes {
-            inner,
-            batch: inner.db.batch(),
-            bytes: 0,
-        }
-    }
-
-    fn push(&mut self, keyspace: &Keyspace, key: Bytes) -> Result<(), StoreError> {
-        self.bytes += key.len();
-        self.batch.remove(keyspace, key);
-        if self.batch.len() >= COMPACTION_BATCH_ITEMS || self.bytes >= COMPACTION_BATCH_BYTES {
-            self.commit()?;
-        }
-        Ok(())
-    }
-
-    fn commit(&mut self) -> Result<(), StoreError> {
-        let batch = std::mem::replace(&mut self.batch, self.inner.db.batch());
-        self.bytes = 0;
-        batch.commit().map_err(io("compacting"))
-    }
 }

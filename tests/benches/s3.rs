@@ -2,11 +2,11 @@
 //! S3-compatible server.
 //!
 //! ```sh
-//! cargo bench -p t4-tokio --bench s3                     # starts moto_server on loopback
-//! cargo bench -p t4-tokio --bench s3 -- --keys 200000    # recovery of 200,000 keys
-//! cargo bench -p t4-tokio --bench s3 -- --only puts      # some sections
-//! cargo bench -p t4-tokio --bench s3 -- --only puts --merge-min-objects 1000000  # no merges
-//! cargo bench -p t4-tokio --bench s3 -- --endpoint http://127.0.0.1:9000 --bucket b
+//! cargo bench -p t4-e2e --bench s3                     # starts moto_server on loopback
+//! cargo bench -p t4-e2e --bench s3 -- --keys 200000    # recovery of 200,000 keys
+//! cargo bench -p t4-e2e --bench s3 -- --only puts      # some sections
+//! cargo bench -p t4-e2e --bench s3 -- --only puts --merge-min-objects 1000000  # no merges
+//! cargo bench -p t4-e2e --bench s3 -- --endpoint http://127.0.0.1:9000 --bucket b
 //! ```
 //!
 //! Sections: `puts` (throughput, latency and requests per 1,000 writes with sync upload at 1,
@@ -29,11 +29,8 @@
 #![allow(clippy::disallowed_methods, clippy::unwrap_used)]
 
 use std::fmt;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::ops::Range;
 use std::path::Path as FsPath;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -42,13 +39,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use t4::object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use t4::object_store::path::Path;
 use t4::object_store::{
     self, CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
 };
 use t4::{Node, PutRequest, RangeRequest, RemoteConfig, RequestOp, TxnRequest};
+use t4_e2e::moto::{self, Moto};
+use t4_server::s3::S3Args;
 
 /// How much work each section does.
 struct Plan {
@@ -84,11 +82,6 @@ const TXN_PUTS: usize = 128;
 /// Concurrent txn writers when loading keys.
 const LOAD_WRITERS: usize = 16;
 const WRITERS: [usize; 3] = [1, 16, 64];
-
-/// moto accepts any credentials.
-const ACCESS_KEY: &str = "t4-bench";
-const SECRET_KEY: &str = "t4-bench-secret";
-const REGION: &str = "us-east-1";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -169,104 +162,20 @@ fn main() {
 // ---------------------------------------------------------------------------------------
 // The S3 server and client.
 
-/// A `moto_server` on a free loopback port with one bucket, killed on drop. The same
-/// procedure as the end-to-end tests' `tests/src/moto.rs`.
-struct Moto {
-    child: Child,
-    /// `http://127.0.0.1:PORT`.
-    endpoint: String,
-    bucket: String,
-}
-
-impl Moto {
-    /// Starts `moto_server`, waits until it answers and creates `bucket`. Panics with a hint
-    /// when moto_server is not installed.
-    fn start(bucket: &str) -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("finding a free port")
-            .port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "starting moto_server (install it with scripts/install-test-deps.sh, or give \
-                 --endpoint URL --bucket B)",
-            );
-        let mut moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            bucket: bucket.to_string(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http(port, "GET", "/").is_err() {
-            if let Ok(Some(status)) = moto.child.try_wait() {
-                panic!("moto_server exited with {status}");
-            }
-            assert!(Instant::now() < deadline, "moto_server never answered");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let status = http(port, "PUT", &format!("/{bucket}")).expect("creating the bucket");
-        assert!(status < 300, "creating the bucket answered {status}");
-        moto
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Sends one HTTP/1.1 request without a body and returns the status code.
-fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\
-         Connection: close\r\n\r\n"
-    )?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {answer:?}")))
-}
-
-/// The S3 client, with the settings `t4 run` uses (`t4-server/src/s3.rs`): t4's bounded
-/// retry policy, short connect timeout, path-style requests, `If-Match` / `If-None-Match`
-/// conditional puts. For our own moto: dummy credentials and region; otherwise the AWS
-/// environment.
+/// The S3 client `t4 run` builds from its `--s3-*` flags (`t4_server::s3::S3Args`): for
+/// our own moto its dummy credentials and region; otherwise the AWS environment.
 fn s3_client(endpoint: &str, bucket: &str, moto: bool) -> Arc<dyn ObjectStore> {
-    let mut builder = if moto {
-        AmazonS3Builder::new()
-            .with_region(REGION)
-            .with_access_key_id(ACCESS_KEY)
-            .with_secret_access_key(SECRET_KEY)
-    } else {
-        AmazonS3Builder::from_env()
+    let mut args = S3Args {
+        s3_bucket: Some(bucket.to_string()),
+        s3_endpoint: Some(endpoint.to_string()),
+        ..S3Args::default()
     };
-    builder = builder
-        .with_bucket_name(bucket)
-        .with_endpoint(endpoint)
-        .with_allow_http(endpoint.starts_with("http://"))
-        .with_virtual_hosted_style_request(false)
-        .with_conditional_put(S3ConditionalPut::ETagMatch)
-        .with_retry(t4::object_io::s3_retry_config())
-        .with_client_options(
-            object_store::ClientOptions::new()
-                .with_connect_timeout(Duration::from_secs(3))
-                .with_timeout(Duration::from_secs(30))
-                .with_allow_http(endpoint.starts_with("http://")),
-        );
-    Arc::new(builder.build().expect("an S3 client"))
+    if moto {
+        args.s3_region = Some(moto::REGION.to_string());
+        args.s3_access_key_id = Some(moto::ACCESS_KEY.to_string());
+        args.s3_secret_access_key = Some(moto::SECRET_KEY.to_string());
+    }
+    args.require_store().expect("an S3 client")
 }
 
 // ---------------------------------------------------------------------------------------
