@@ -768,6 +768,20 @@ pub fn a_loaded_checkpoint_replaces_everything<S: Store>(make: &mut dyn FnMut() 
     assert_eq!(v.get(b"a", 30).unwrap().unwrap().value, b(b"x"));
     assert_eq!(events_all(&v, 31, 31).unwrap().len(), 1);
     store.persist().unwrap();
+
+    // An image at the initial revision (a checkpoint of a store nobody wrote to) misses no
+    // events: revision 1 never has any, so a watch from 1 is served, not cancelled.
+    let empty = make();
+    empty
+        .load_checkpoint(&super::CheckpointImage {
+            index: 3,
+            revision: 1,
+            compact_revision: 0,
+            kvs: vec![],
+            leases: vec![],
+        })
+        .unwrap();
+    assert_eq!(events_all(&empty.view(), 1, 1), Ok(vec![]));
 }
 
 #[cfg(test)]

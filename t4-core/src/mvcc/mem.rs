@@ -324,7 +324,7 @@ impl Store for MemStore {
             revision: image.revision,
             compact_revision: compacted,
             physically_compacted: compacted,
-            events_from: image.revision + 1,
+            events_from: image.events_from(),
             keys: image
                 .kvs
                 .iter()

@@ -74,6 +74,19 @@ pub struct CheckpointImage {
     pub leases: Vec<(LeaseId, i64)>,
 }
 
+impl CheckpointImage {
+    /// The first revision whose events a store loaded from this image can replay: the image
+    /// holds state, not the events that made it, so its own revision's events are gone —
+    /// unless that is the initial revision 1, which never has events.
+    pub fn events_from(&self) -> Revision {
+        if self.revision <= 1 {
+            0
+        } else {
+            self.revision + 1
+        }
+    }
+}
+
 /// Keeps the data: applies committed entries, serves consistent views.
 ///
 /// Implementations: [`crate::mvcc::MemStore`] (tests, simulator) and the fjall store of the

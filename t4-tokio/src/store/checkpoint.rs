@@ -70,7 +70,7 @@ pub(super) fn load(inner: &Inner, image: &CheckpointImage) -> Result<(), StoreEr
         compact_revision: compacted,
         compacting: compacted,
         physically_compacted: compacted,
-        events_from: image.revision + 1,
+        events_from: image.events_from(),
     };
     inner.commit_state(&next)?;
     inner
