@@ -18,7 +18,7 @@ use crate::object::{ObjectError, ObjectRequest, ObjectResponse};
 use crate::remote::{CheckpointInfo, Remote, RemoteConfig};
 use crate::request::{
     CompactRequest, CompactResponse, LeaseGrantResponse, LeaseKeepAliveResponse,
-    LeaseLeasesResponse, LeaseRevokeResponse, LeaseTimeToLiveResponse, Request, Response,
+    LeaseLeasesResponse, LeaseRevokeResponse, Request, Response,
 };
 use crate::time::Instant;
 use crate::txn;
@@ -514,11 +514,8 @@ impl<S: Store> Core<S> {
             self.actions.push_back(Action::Reply { id, result });
             return;
         }
-        if let Some(err) = self.remote_refusal() {
-            self.actions.push_back(Action::Reply {
-                id,
-                result: Err(err),
-            });
+        if let Some(result) = self.remote_answer(now, &request) {
+            self.actions.push_back(Action::Reply { id, result });
             return;
         }
         if request.approx_size() > self.config.max_request_bytes {
@@ -552,6 +549,8 @@ impl<S: Store> Core<S> {
 
     /// Decides one request: validates it, resolves its changes into the open batch.
     fn decide(&mut self, now: Instant, request: Request) -> Result<Response, Error> {
+        // What is decided now goes into the open batch, written as entry `next_index`.
+        self.leases.deciding(self.next_index, self.applied_index);
         let revision = self.overlay.revision;
         match request {
             Request::Put(p) => {
@@ -614,28 +613,9 @@ impl<S: Store> Core<S> {
                     ttl,
                 }))
             }
-            Request::LeaseTimeToLive { id, keys } => {
-                let resp = match self.leases.get(id) {
-                    Some(lease) => LeaseTimeToLiveResponse {
-                        revision,
-                        id,
-                        ttl: self.leases.remaining(id, now).unwrap_or(0),
-                        granted_ttl: lease.ttl,
-                        keys: if keys {
-                            lease.keys.iter().cloned().collect()
-                        } else {
-                            Vec::new()
-                        },
-                    },
-                    None => LeaseTimeToLiveResponse {
-                        revision,
-                        id,
-                        ttl: -1,
-                        ..Default::default()
-                    },
-                };
-                Ok(Response::LeaseTimeToLive(resp))
-            }
+            Request::LeaseTimeToLive { id, keys } => Ok(Response::LeaseTimeToLive(
+                self.leases.time_to_live(id, keys, now, revision),
+            )),
             Request::LeaseLeases => Ok(Response::LeaseLeases(LeaseLeasesResponse {
                 revision,
                 leases: self.leases.ids(),
@@ -663,6 +643,7 @@ impl<S: Store> Core<S> {
 
     /// Revokes a lease: deletes its keys at one revision, then forgets it.
     fn revoke(&mut self, id: LeaseId) -> Result<(), Error> {
+        self.leases.deciding(self.next_index, self.applied_index);
         let keys: Vec<Bytes> = self
             .leases
             .get(id)

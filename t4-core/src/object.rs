@@ -53,12 +53,18 @@ pub enum ObjectRequest {
         /// The key prefix, e.g. `"wal/"`.
         prefix: String,
     },
-    /// Delete an object; deleting an absent object succeeds.
-    Delete {
-        /// The key, relative to the prefix.
-        key: String,
+    /// Delete objects, in one request (S3 `DeleteObjects`): at most [`MAX_DELETE_KEYS`]
+    /// keys. Deleting an absent object succeeds. The request succeeds only when every key is
+    /// gone; whatever it fails with, any of the keys may have been deleted (the outcome is
+    /// unknown, key by key).
+    DeleteMany {
+        /// The keys, relative to the prefix.
+        keys: Vec<String>,
     },
 }
+
+/// The most keys one [`ObjectRequest::DeleteMany`] may name: S3 `DeleteObjects`' limit.
+pub const MAX_DELETE_KEYS: usize = 1000;
 
 /// One listed object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,7 +95,7 @@ pub enum ObjectResponse {
         /// The objects.
         objects: Vec<ObjectMeta>,
     },
-    /// The object is gone.
+    /// Every object named is gone.
     Deleted,
 }
 
@@ -103,10 +109,12 @@ pub enum ObjectError {
     #[error("precondition failed")]
     PreconditionFailed,
     /// The store could not be reached or kept failing (timeouts, 5xx, throttling) after the
-    /// adapter's retries. The outcome is unknown: a `Put` or `Delete` may have happened.
+    /// adapter's retries. The outcome is unknown: a `Put` or a `DeleteMany` may have
+    /// happened, wholly or (a `DeleteMany`) in part.
     #[error("object store unavailable: {0}")]
     Unavailable(String),
-    /// Any other failure (access denied, bad bucket, ...): the request did not happen.
+    /// Any other failure (access denied, bad bucket, ...): the request did not happen (a
+    /// `DeleteMany` may still have deleted the keys it did not fail for).
     #[error("object store error: {0}")]
     Other(String),
 }

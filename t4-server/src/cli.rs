@@ -179,6 +179,25 @@ mod tests {
         assert_eq!(args.max_request_bytes, 1_572_864);
         assert_eq!(args.max_txn_ops, 128);
         assert_eq!(args.quota(), 2 << 30);
+        assert_eq!(
+            args.metrics_listen(),
+            None,
+            "no metrics endpoint by default"
+        );
+    }
+
+    #[test]
+    fn an_empty_metrics_address_means_no_endpoint() {
+        let parse = |value: &str| {
+            let cli =
+                Cli::try_parse_from(["t4", "run", "--metrics-listen", value]).expect("parses");
+            let Command::Run(args) = cli.command else {
+                panic!("not run")
+            };
+            args.metrics_listen().map(str::to_string)
+        };
+        assert_eq!(parse(""), None);
+        assert_eq!(parse("127.0.0.1:2112").as_deref(), Some("127.0.0.1:2112"));
     }
 
     #[test]

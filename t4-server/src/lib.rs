@@ -6,6 +6,8 @@
 //!
 //! * [`cli`] — the command line; [`run`] — `t4 run`: configuration, start, signals, shutdown.
 //! * [`services`] — one module per etcd service, each a thin mapping onto [`t4::Node`].
+//! * [`metrics`] — Prometheus metrics and the HTTP `/metrics` and `/health` endpoint
+//!   (`--metrics-listen`).
 //! * [`convert`] — protobuf messages ↔ `t4_core` requests; [`status`] — errors → gRPC
 //!   statuses (etcd's codes and strings come from `t4_core::Error`); [`header`] — response
 //!   headers.
@@ -21,6 +23,7 @@ pub mod cli;
 pub mod convert;
 pub mod header;
 pub mod inspect;
+pub mod metrics;
 pub mod run;
 pub mod s3;
 pub mod services;

@@ -122,8 +122,9 @@ pub fn attempt(
                 latency: r.latency,
             }
         }
-        ObjectRequest::Delete { key } => {
-            let r = store.delete(now, &full_key(prefix, key));
+        ObjectRequest::DeleteMany { keys } => {
+            let keys: Vec<String> = keys.iter().map(|k| full_key(prefix, k)).collect();
+            let r = store.delete_many(now, &keys);
             Attempt {
                 result: r.result.map(|()| ObjectResponse::Deleted),
                 latency: r.latency,
@@ -156,7 +157,11 @@ pub fn describe(request: &ObjectRequest) -> String {
             format!("PUT{mode} {key} ({} bytes)", bytes.len())
         }
         ObjectRequest::List { prefix } => format!("LIST {prefix}"),
-        ObjectRequest::Delete { key } => format!("DELETE {key}"),
+        ObjectRequest::DeleteMany { keys } => match keys.as_slice() {
+            [key] => format!("DELETE {key}"),
+            [first, .., last] => format!("DELETE {} keys {first} .. {last}", keys.len()),
+            [] => "DELETE no keys".to_string(),
+        },
     }
 }
 
@@ -221,6 +226,31 @@ mod tests {
             })
         );
         assert_eq!(full_key("", "writer"), "writer");
+    }
+
+    #[test]
+    fn a_bulk_delete_deletes_its_keys_under_the_prefix_only() {
+        let mut s = SimObjectStore::new(SimRng::new(4), ObjConfig::default());
+        let now = Instant::ZERO;
+        for (prefix, key) in [
+            ("t4", "wal/1"),
+            ("t4", "wal/2"),
+            ("t4", "seg/1"),
+            ("x", "wal/1"),
+        ] {
+            let put = attempt(&mut s, now, prefix, &put(key, "v", CorePutMode::Create));
+            assert!(put.result.is_ok());
+        }
+        let delete = ObjectRequest::DeleteMany {
+            keys: vec!["wal/1".into(), "wal/2".into(), "wal/3".into()],
+        };
+        assert_eq!(
+            to_core(attempt(&mut s, now, "t4", &delete).result),
+            Ok(ObjectResponse::Deleted)
+        );
+        let left: Vec<&str> = s.objects().map(|(k, _)| k).collect();
+        assert_eq!(left, ["t4/seg/1", "x/wal/1"]);
+        assert_eq!(describe(&delete), "DELETE 3 keys wal/1 .. wal/3");
     }
 
     #[test]

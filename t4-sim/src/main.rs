@@ -130,6 +130,7 @@ fn main() -> ExitCode {
     let mut failed = Vec::new();
     let mut sim_nanos: u128 = 0;
     let mut ops = 0usize;
+    let mut outage_lease_answers = 0usize;
     let count = args.seeds.end - args.seeds.start;
     for seed in args.seeds.clone() {
         let scenario = Scenario {
@@ -140,6 +141,7 @@ fn main() -> ExitCode {
         let report = run(&scenario);
         sim_nanos += u128::from(report.sim_time.as_nanos());
         ops += report.stats.ops;
+        outage_lease_answers += report.stats.outage_lease_answers;
         if args.single {
             if let Some(trace) = &report.trace {
                 print!("{trace}");
@@ -156,7 +158,8 @@ fn main() -> ExitCode {
     let sim_secs = sim_nanos as f64 / 1e9;
     if !args.single {
         println!(
-            "{} seeds ({}..{}): {} passed, {} failed; {ops} operations, {:.0} simulated seconds in {:.1}s wall \
+            "{} seeds ({}..{}): {} passed, {} failed; {ops} operations ({outage_lease_answers} lease \
+             answers during bucket outages), {:.0} simulated seconds in {:.1}s wall \
              ({:.0} simulated s per wall s, {:.0} seeds per minute)",
             count,
             args.seeds.start,

@@ -34,7 +34,9 @@ use t4_core::wal::frame::FrameRead;
 use t4_core::wal::segment::SEGMENT_HEADER_LEN;
 use t4_core::wal::{LogEntry, decode_entry, read_frame, segment_file_name};
 use t4_core::watch::WatchFilter;
-use t4_core::{Action, Config, Core, Error, Event, Input, IoId, RequestId, Revision, Store};
+use t4_core::{
+    Action, Config, Core, Error, Event, Input, IoId, RequestId, Response, Revision, Store,
+};
 
 use crate::checker::{Kind, Violation};
 use crate::disk::SimDisk;
@@ -178,6 +180,9 @@ pub struct SimNode {
     pub failed: bool,
     /// Boots so far.
     pub boots: u64,
+    /// Lease keepalives and queries answered (not refused) while a sync-mode bucket was
+    /// down: answers from the durable state, which the checkers judge like any other.
+    pub outage_lease_answers: usize,
     /// Crash (by the fault plan) in the middle of the next WAL append.
     pub crash_during_next_append: bool,
     /// Object-store requests in flight.
@@ -186,6 +191,11 @@ pub struct SimNode {
     serving: bool,
     /// Whether the core ever served (in the zombie scenario: n1 has fenced the prefix).
     pub has_served: bool,
+    /// Since when the node has not served: crashed, or starting up again (None while it
+    /// serves, and before its first crash).
+    down_since: Option<t4_core::Instant>,
+    /// Nanoseconds spent down, over every crash that the node has recovered from.
+    down_total: u64,
     /// The process is paused (a long GC pause, a frozen VM) until then: nothing it does
     /// happens, its timers and answers wait.
     pub paused_until: Option<t4_core::Instant>,
@@ -219,13 +229,26 @@ impl SimNode {
             timer_at: None,
             failed: false,
             boots: 0,
+            outage_lease_answers: 0,
             crash_during_next_append: false,
             objects: BTreeMap::new(),
             serving: false,
             has_served: false,
+            down_since: None,
+            down_total: 0,
             paused_until: None,
             retired: false,
         }
+    }
+
+    /// Nanoseconds the node has not served since it first crashed, up to `now`: crashed, or
+    /// starting up again. Entries that async upload acknowledged cannot reach the bucket
+    /// meanwhile, so the loss window stretches by this much.
+    pub fn downtime(&self, now: t4_core::Instant) -> u64 {
+        self.down_total
+            + self
+                .down_since
+                .map_or(0, |s| now.as_nanos().saturating_sub(s.as_nanos()))
     }
 
     /// The book this node reports to.
@@ -299,6 +322,7 @@ impl SimNode {
     /// one takes its place.
     pub fn crash(&mut self, env: &mut Env<'_>, power_loss: bool, lose_disk: bool) {
         let now = env.sched.now();
+        self.down_since.get_or_insert(now);
         self.core = None;
         self.generation += 1;
         self.pending.clear();
@@ -650,6 +674,9 @@ impl SimNode {
                 if let Ok(response) = &result {
                     lock(&self.book).client_acked(response, now);
                 }
+                if self.answered_during_outage(&result) {
+                    self.outage_lease_answers += 1;
+                }
                 if let Some((client, op)) = self.pending.remove(&id) {
                     self.send_reply(env, client, op, result.map(Reply::Response));
                 }
@@ -721,6 +748,28 @@ impl SimNode {
                 );
             }
         }
+    }
+
+    /// Whether `result` is a lease answer given while the core has a sync-mode bucket that is
+    /// down.
+    fn answered_during_outage(&self, result: &Result<Response, Error>) -> bool {
+        let sync = self
+            .config
+            .core
+            .remote
+            .as_ref()
+            .is_some_and(|r| r.sync_upload);
+        let lease = matches!(
+            result,
+            Ok(Response::LeaseKeepAlive(_)
+                | Response::LeaseTimeToLive(_)
+                | Response::LeaseLeases(_))
+        );
+        sync && lease
+            && self
+                .core
+                .as_ref()
+                .is_some_and(|c| c.object_store_outage().is_some())
     }
 
     fn publish(&mut self, env: &mut Env<'_>, events: &[Event]) {

@@ -16,7 +16,8 @@
 //! * **outages**: a window during which every request fails;
 //! * **ambiguous outcomes**: the PUT (or DELETE) happened but its answer was lost, so the
 //!   caller sees a timeout. A caller that treats this as "did not happen" is wrong — t4 must
-//!   re-read before deciding (DESIGN.md §6).
+//!   re-read before deciding (DESIGN.md §6). A bulk DELETE whose answer is lost may have
+//!   deleted any subset of its keys (S3 deletes them one by one).
 //!
 //! The store is a small deterministic state machine: every request is a call that returns its
 //! outcome and the latency after which the caller may learn it. Its only randomness is its own
@@ -345,18 +346,26 @@ impl SimObjectStore {
         Reply { result, latency }
     }
 
-    /// DELETE `key` (deleting a missing key succeeds, as in S3).
-    pub fn delete(&mut self, now: Instant, key: &str) -> Reply<()> {
+    /// DELETE `keys` in one request (S3 `DeleteObjects`; deleting a missing key succeeds).
+    /// It succeeds only when every key is gone; when its answer is lost, each key may or may
+    /// not have been deleted.
+    pub fn delete_many(&mut self, now: Instant, keys: &[String]) -> Reply<()> {
         self.requests[3] += 1;
         let latency = self.latency();
         let result = match self.fate(now, true) {
             Fate::Fail(e) => Err(e),
             Fate::Apply => {
-                self.objects.remove(key);
+                for key in keys {
+                    self.objects.remove(key);
+                }
                 Ok(())
             }
             Fate::ApplyButLoseAnswer => {
-                self.objects.remove(key);
+                for key in keys {
+                    if self.rng.chance(500_000) {
+                        self.objects.remove(key);
+                    }
+                }
                 Err(ObjError::Timeout)
             }
         };
@@ -467,6 +476,38 @@ mod tests {
         assert_eq!(
             s.put(T, "k", b("v"), PutMode::IfAbsent).result,
             Err(ObjError::PreconditionFailed)
+        );
+    }
+
+    #[test]
+    fn a_bulk_delete_removes_every_key_and_ignores_missing_ones() {
+        let mut s = store();
+        for k in ["a", "b", "c"] {
+            s.put(T, k, b("x"), PutMode::Overwrite);
+        }
+        let keys = ["a".to_string(), "c".to_string(), "missing".to_string()];
+        assert_eq!(s.delete_many(T, &keys).result, Ok(()));
+        assert_eq!(s.objects().map(|(k, _)| k).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(s.requests[3], 1, "one request");
+    }
+
+    #[test]
+    fn a_bulk_delete_whose_answer_is_lost_may_have_deleted_only_some_keys() {
+        let config = ObjConfig {
+            ambiguous_ppm: 1_000_000,
+            ..ObjConfig::default()
+        };
+        let mut s = SimObjectStore::new(SimRng::new(6), config);
+        let keys: Vec<String> = (0..32).map(|i| format!("k{i:02}")).collect();
+        for k in &keys {
+            s.insert(k, b("x"));
+        }
+        assert_eq!(s.delete_many(T, &keys).result, Err(ObjError::Timeout));
+        let left = s.len();
+        assert!(
+            0 < left && left < keys.len(),
+            "{left} of {} keys left: a lost answer hides a partial delete",
+            keys.len()
         );
     }
 

@@ -788,6 +788,7 @@ impl World {
             entries: last.entries.len(),
             revision,
             boots: self.nodes.iter().map(|n| n.boots).sum(),
+            outage_lease_answers: self.nodes.iter().map(|n| n.outage_lease_answers).sum(),
             findings,
             state_hash,
         };

@@ -414,10 +414,19 @@ impl Client {
     /// Learns from an answer.
     pub fn observe(&mut self, call: &Call, result: &Result<Reply, Error>) {
         let Ok(reply) = result else {
-            if let (Call::Request(Request::LeaseKeepAlive { id }), Err(Error::LeaseNotFound)) =
-                (call, result)
-            {
-                self.leases.retain(|l| l != id);
+            match (call, result) {
+                (Call::Request(Request::LeaseKeepAlive { id }), Err(Error::LeaseNotFound)) => {
+                    self.leases.retain(|l| l != id);
+                }
+                // The grant may or may not have happened (it waits for the bucket): keep
+                // using the lease, as a client that retries its keepalives would. Until the
+                // bucket returns the node must neither renew nor deny it; afterwards a TTL of
+                // 0 says the grant was lost and the client forgets it.
+                (
+                    Call::Request(Request::LeaseGrant { id, .. }),
+                    Err(Error::ObjectStoreUnavailable(_)),
+                ) => self.leases.push(*id),
+                _ => {}
             }
             return;
         };

@@ -461,3 +461,55 @@ fn a_failed_answer_that_took_effect_is_caught_when_judged_definite() {
         "{report}"
     );
 }
+
+#[test]
+fn linearizability_rejects_a_lease_that_expires_before_its_keepalive_ran_out() {
+    use t4_core::request::{LeaseGrantResponse, LeaseKeepAliveResponse};
+    for (revoked_at, bad) in [(6_000, true), (8_000, false)] {
+        let mut h = History::new();
+        let grant = Request::LeaseGrant { id: 7, ttl: 5 };
+        let granted = Response::LeaseGrant(LeaseGrantResponse {
+            revision: 1,
+            id: 7,
+            ttl: 5,
+        });
+        record(
+            &mut h,
+            0,
+            Call::Request(grant),
+            0,
+            10,
+            Ok(Reply::Response(granted)),
+        );
+        // Renewed at 3 s for 5 s: the lease may not run out before 8 s.
+        let renewed = Response::LeaseKeepAlive(LeaseKeepAliveResponse {
+            revision: 1,
+            id: 7,
+            ttl: 5,
+        });
+        let keep_alive = Call::Request(Request::LeaseKeepAlive { id: 7 });
+        record(
+            &mut h,
+            0,
+            keep_alive,
+            3_000,
+            3_010,
+            Ok(Reply::Response(renewed)),
+        );
+        let mut e = epoch(vec![
+            vec![LogOp::LeaseGrant { id: 7, ttl: 5 }],
+            vec![LogOp::LeaseRevoke { id: 7 }],
+        ]);
+        e.entries[0].written_at = t(0);
+        e.entries[1].written_at = t(revoked_at);
+        let found = linearizable::check(&h, &e, Window::ALL, CheckConfig::default()).violations;
+        assert_eq!(
+            !found.is_empty(),
+            bad,
+            "revoked at {revoked_at} ms: {found:?}"
+        );
+        if bad {
+            assert!(found[0].detail.contains("expired too early"), "{found:?}");
+        }
+    }
+}

@@ -165,6 +165,7 @@ pub(crate) fn spawn(
         wal_thread,
         background: Vec::new(),
         slot: shared.store.clone(),
+        refreshed_index: 0,
         events: outlets.events,
         applied: outlets.applied,
         failure: Arc::downgrade(shared),
@@ -230,6 +231,8 @@ struct Driver {
     background: Vec<JoinHandle<()>>,
     store: FjallStore,
     slot: Arc<StoreSlot>,
+    /// The applied index as of the slot's last refresh.
+    refreshed_index: u64,
     events: broadcast::Sender<Arc<[Event]>>,
     applied: watch::Sender<Revision>,
     failure: std::sync::Weak<Shared>,
@@ -364,6 +367,12 @@ impl Driver {
     }
 
     fn perform(&mut self) {
+        // Before any reply: what a reply acknowledges must be visible to the reads after it.
+        let index = self.core.applied_index();
+        if index != self.refreshed_index {
+            self.refreshed_index = index;
+            self.slot.refresh();
+        }
         let applied = self.core.applied_revision();
         self.applied.send_if_modified(|r| {
             let changed = *r != applied;

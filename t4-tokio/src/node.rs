@@ -140,7 +140,7 @@ impl Node {
         })?;
         check_format(dir)?;
         let wal_path = dir.join("wal");
-        let (mut wal, segments) = WalDir::open(&wal_path)?;
+        let (mut wal, segments) = WalDir::open(&wal_path, config.segment_max_bytes)?;
         // Refuse a damaged WAL before opening the store: opening fjall replays and rewrites
         // its own files, and a data dir refused for a damaged WAL must be left exactly as it
         // was, for the operator to repair. (`recover` below repeats these checks and adds the
@@ -167,7 +167,8 @@ impl Node {
             tracing::warn!(
                 segment,
                 len,
-                "truncating a torn WAL tail left by a crash (never acknowledged)"
+                "cutting the last WAL segment after its last whole entry: a crash left \
+                 preallocated space or an append that was never acknowledged"
             );
             wal.truncate(segment, len)?;
         }
@@ -366,7 +367,7 @@ impl Node {
         Ok(self
             .shared
             .store
-            .read(|store| t4_core::mvcc::range(&store.view(), &req))??)
+            .read_latest(|view| t4_core::mvcc::range(view, &req))??)
     }
 
     /// Deletes `key`; returns whether it existed. Deleting a missing key uses no revision.

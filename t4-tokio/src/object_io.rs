@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutOptions, PutPayload, UpdateVersion};
 use t4_core::object::{ETag, ObjectError, ObjectMeta, ObjectRequest, ObjectResponse, PutMode};
@@ -54,13 +54,13 @@ pub struct ObjectIo {
     store: Arc<dyn ObjectStore>,
     /// Normalised: no leading or trailing `/`; empty for the bucket root.
     prefix: String,
-    /// Bounds the DELETEs in flight: a merge or GC deletes many objects at once, and
-    /// without a bound that burst queues ahead of the next WAL upload, which a client waits
-    /// for.
+    /// Bounds the bulk deletes in flight: a merge deletes its tails in one request, but GC
+    /// may send several (of up to 1,000 keys each) at once, and without a bound that burst
+    /// queues ahead of the next WAL upload, which a client waits for.
     deletes: Arc<tokio::sync::Semaphore>,
 }
 
-/// DELETE requests [`ObjectIo`] runs at once.
+/// Bulk delete requests ([`ObjectRequest::DeleteMany`]) [`ObjectIo`] runs at once.
 const MAX_CONCURRENT_DELETES: usize = 4;
 
 impl ObjectIo {
@@ -100,16 +100,41 @@ impl ObjectIo {
                 .list(&prefix)
                 .await
                 .map(|objects| ObjectResponse::Listed { objects }),
-            ObjectRequest::Delete { key } => {
-                // The semaphore is never closed, so acquiring only waits.
-                let _permit = self.deletes.acquire().await;
-                match self.store.delete(&self.path(&key)).await {
-                    Ok(()) => Ok(ObjectResponse::Deleted),
-                    Err(object_store::Error::NotFound { .. }) => Ok(ObjectResponse::Deleted),
-                    Err(e) => Err(map_error(e)),
-                }
+            ObjectRequest::DeleteMany { keys } => self.delete_many(&keys).await,
+        }
+    }
+
+    /// Deletes `keys` with the store's `delete_stream`: on S3 one `DeleteObjects` request
+    /// per 1,000 keys (the core sends at most that many), elsewhere what the store does
+    /// (`LocalFileSystem` deletes file by file). An absent key counts as deleted. Every key
+    /// is attempted; the first failure is the answer.
+    async fn delete_many(&self, keys: &[String]) -> Result<ObjectResponse, ObjectError> {
+        // The semaphore is never closed, so acquiring only waits.
+        let _permit = self.deletes.acquire().await;
+        let paths: Vec<object_store::Result<Path>> =
+            keys.iter().map(|key| Ok(self.path(key))).collect();
+        let results: Vec<object_store::Result<Path>> = self
+            .store
+            .delete_stream(futures::stream::iter(paths).boxed())
+            .collect()
+            .await;
+        let mut answered = 0;
+        for result in results {
+            // Through `map_error`, so that a missing bucket (404 too) is no absent key.
+            match result.map_err(map_error) {
+                Ok(_) | Err(ObjectError::NotFound) => answered += 1,
+                Err(e) => return Err(e),
             }
         }
+        if answered != keys.len() {
+            // A store must answer for every path it was given; one that did not may have left
+            // some in place.
+            return Err(ObjectError::Unavailable(format!(
+                "the store answered for {answered} of the {} objects to delete",
+                keys.len()
+            )));
+        }
+        Ok(ObjectResponse::Deleted)
     }
 
     async fn get(&self, key: &str) -> Result<ObjectResponse, ObjectError> {

@@ -5,15 +5,20 @@
 //! directory works even while old `Node` clones or `Watch`es are still around. Every reader
 //! therefore goes through this slot, and `close` takes the store out of it.
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use t4_core::{ReadView, Revision, Store};
 
 use crate::error::{Error, Result};
-use crate::store::FjallStore;
+use crate::store::{FjallStore, FjallView};
 
 enum State {
-    Open(FjallStore),
+    /// The store, and a view of it as of the last apply that reads share: taking a fjall
+    /// snapshot per read would cost a point get about as much as the lookup itself.
+    Open {
+        store: FjallStore,
+        latest: Arc<FjallView>,
+    },
     /// The node closed; reads fail with [`Error::Closed`]. The revisions at close stay
     /// readable through the infallible getters.
     Closed {
@@ -30,7 +35,10 @@ pub(crate) struct StoreSlot {
 impl StoreSlot {
     pub(crate) fn new(store: FjallStore) -> StoreSlot {
         StoreSlot {
-            state: RwLock::new(State::Open(store)),
+            state: RwLock::new(State::Open {
+                latest: Arc::new(store.view()),
+                store,
+            }),
         }
     }
 
@@ -41,18 +49,35 @@ impl StoreSlot {
         // A panic inside `read` cannot leave the state half-changed (readers do not change
         // it), so a poisoned lock is still right.
         match &*self.state.read().unwrap_or_else(|e| e.into_inner()) {
-            State::Open(store) => Ok(read(store)),
+            State::Open { store, .. } => Ok(read(store)),
             State::Closed { .. } => Err(Error::Closed),
+        }
+    }
+
+    /// Runs `read` on the view as of the last [`StoreSlot::refresh`], or fails with
+    /// [`Error::Closed`].
+    pub(crate) fn read_latest<T>(&self, read: impl FnOnce(&FjallView) -> T) -> Result<T> {
+        let latest = match &*self.state.read().unwrap_or_else(|e| e.into_inner()) {
+            State::Open { latest, .. } => latest.clone(),
+            State::Closed { .. } => return Err(Error::Closed),
+        };
+        Ok(read(&latest))
+    }
+
+    /// Takes a new shared view. The core thread calls it after every apply, before it
+    /// answers the requests that apply made durable, so an answered write is always visible
+    /// to the reads that follow.
+    pub(crate) fn refresh(&self) {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if let State::Open { store, latest } = &mut *state {
+            *latest = Arc::new(store.view());
         }
     }
 
     /// The current and compact revision: the store's, or the last ones after close.
     pub(crate) fn revisions(&self) -> (Revision, Revision) {
         match &*self.state.read().unwrap_or_else(|e| e.into_inner()) {
-            State::Open(store) => {
-                let view = store.view();
-                (view.revision(), view.compact_revision())
-            }
+            State::Open { latest, .. } => (latest.revision(), latest.compact_revision()),
             State::Closed {
                 revision,
                 compact_revision,
@@ -65,7 +90,7 @@ impl StoreSlot {
     /// dropped theirs.
     pub(crate) fn close(&self) -> Option<FjallStore> {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        let State::Open(store) = &*state else {
+        let State::Open { store, .. } = &*state else {
             return None;
         };
         let view = store.view();
@@ -75,7 +100,7 @@ impl StoreSlot {
         };
         drop(view);
         match std::mem::replace(&mut *state, closed) {
-            State::Open(store) => Some(store),
+            State::Open { store, .. } => Some(store),
             State::Closed { .. } => None,
         }
     }

@@ -128,7 +128,9 @@ impl Watch {
                     Ok(events) => Ok(events),
                     Err(t4_core::Error::Compacted) => Err(Error::WatchCompacted {
                         requested: cursor.next,
-                        compact_revision: view.compact_revision(),
+                        // etcd: the oldest revision still available, where a client that
+                        // restarts its watch is served again.
+                        compact_revision: view.events_floor(),
                     }),
                     Err(e) => Err(Error::Request(e)),
                 })

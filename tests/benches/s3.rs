@@ -242,6 +242,9 @@ struct Counters {
     lists: AtomicU64,
     /// Objects deleted (S3 deletes up to 1,000 per `DeleteObjects` request).
     deletes: AtomicU64,
+    /// `delete_stream` calls: t4 sends at most 1,000 keys per call, so on S3 each is one
+    /// `DeleteObjects` request.
+    delete_requests: AtomicU64,
     /// Everything else (multipart uploads, copies, renames): t4 is expected to make none.
     other: AtomicU64,
 }
@@ -255,6 +258,7 @@ struct Snapshot {
     get_bytes: [u64; KINDS.len()],
     lists: u64,
     deletes: u64,
+    delete_requests: u64,
     other: u64,
 }
 
@@ -305,6 +309,7 @@ impl std::ops::Sub for Snapshot {
             get_bytes: sub(self.get_bytes, before.get_bytes),
             lists: self.lists - before.lists,
             deletes: self.deletes - before.deletes,
+            delete_requests: self.delete_requests - before.delete_requests,
             other: self.other - before.other,
         }
     }
@@ -336,6 +341,7 @@ impl Counting {
             get_bytes: load(&c.get_bytes),
             lists: c.lists.load(Ordering::Relaxed),
             deletes: c.deletes.load(Ordering::Relaxed),
+            delete_requests: c.delete_requests.load(Ordering::Relaxed),
             other: c.other.load(Ordering::Relaxed),
         }
     }
@@ -410,6 +416,9 @@ impl ObjectStore for Counting {
         &self,
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.counters
+            .delete_requests
+            .fetch_add(1, Ordering::Relaxed);
         let counters = self.counters.clone();
         let counted = locations
             .inspect(move |_| {
@@ -640,13 +649,14 @@ async fn puts_section(
             per_k(requests.total_put_bytes()) / 1000.0,
         );
         println!(
-            "{:<26} {} writes: PUTs {}, GETs {}, LISTs {}, objects deleted {}",
+            "{:<26} {} writes: PUTs {}, GETs {}, LISTs {}, objects deleted {} in {} requests",
             "",
             sync.puts,
             Snapshot::breakdown(&requests.puts),
             Snapshot::breakdown(&requests.gets),
             requests.lists,
-            requests.deletes
+            requests.deletes,
+            requests.delete_requests
         );
 
         // A closed-loop writer has one put in flight, so a batch holds at most `writers`

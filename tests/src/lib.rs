@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 pub use etcd_client;
 
+pub mod http;
 pub mod moto;
 pub mod proxy;
 pub mod tool;
@@ -164,6 +165,17 @@ impl T4 {
             .connect()
             .await
             .expect("connecting to t4")
+    }
+
+    /// `host:port` of the metrics and health endpoint (the server was started with
+    /// `--metrics-listen`; it logs the address before it serves gRPC).
+    pub fn metrics_endpoint(&self) -> String {
+        let log = self.log();
+        log.split("serving metrics and health over HTTP address=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("t4 serves no metrics endpoint; its log:\n{log}"))
     }
 
     /// What the server logged so far.

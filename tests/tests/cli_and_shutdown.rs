@@ -33,6 +33,7 @@ fn help_explains_the_commands_and_every_flag_with_its_environment_variable() {
     for (flag, env) in [
         ("--data-dir", "T4_DATA_DIR"),
         ("--listen", "T4_LISTEN"),
+        ("--metrics-listen", "T4_METRICS_LISTEN"),
         ("--advertise-client-urls", "T4_ADVERTISE_CLIENT_URLS"),
         ("--log-level", "T4_LOG_LEVEL"),
         ("--node-id", "T4_NODE_ID"),
@@ -73,6 +74,15 @@ fn bad_flags_fail_clearly_before_anything_starts() {
             "1ms",
         ],
         vec!["run", "--data-dir", data, "--listen", "not an address"],
+        vec![
+            "run",
+            "--data-dir",
+            data,
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "not an address",
+        ],
     ] {
         let out = run(&args);
         assert!(!out.status.success(), "{args:?} was accepted");

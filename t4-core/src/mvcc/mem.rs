@@ -97,6 +97,12 @@ impl MemStore {
         image
     }
 
+    /// The first revision whose events this store can replay when it was loaded from a
+    /// checkpoint (see [`crate::mvcc::CheckpointImage::events_from`]); 0 otherwise.
+    pub fn events_from(&self) -> Revision {
+        self.read().state.events_from
+    }
+
     /// Number of entries applied since the last persist.
     pub fn unpersisted_entries(&self) -> usize {
         self.read().since_persist.len()

@@ -599,21 +599,14 @@ impl<S: Store> Core<S> {
     /// `allow_missing_objects`: the log ends before `next`; every later tail object, which can
     /// no longer be replayed, is deleted so the log continues linearly.
     fn chain_broken(&mut self, now: Instant, next: u64) {
-        let orphans: Vec<u64> = self
+        let orphans: Vec<String> = self
             .remote
             .as_ref()
             .and_then(|r| r.boot.as_ref())
             .and_then(|b| b.listed.as_ref())
-            .map(|l| l.range(next..).copied().collect())
+            .map(|l| l.range(next..).map(|&i| layout::wal_key(i)).collect())
             .unwrap_or_default();
-        for index in orphans {
-            self.object(
-                Op::Delete,
-                ObjectRequest::Delete {
-                    key: layout::wal_key(index),
-                },
-            );
-        }
+        self.delete_objects(orphans);
         self.log_end_reached(now, next - 1);
     }
 

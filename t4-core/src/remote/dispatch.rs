@@ -4,8 +4,11 @@
 use crate::checkpoint::Built;
 use crate::core::{Action, Core, IoId, RequestId};
 use crate::error::Error;
+use crate::kv::LeaseId;
+use crate::lease::Durable;
 use crate::mvcc::Store;
-use crate::object::{ObjectError, ObjectRequest, ObjectResponse};
+use crate::object::{MAX_DELETE_KEYS, ObjectError, ObjectRequest, ObjectResponse};
+use crate::request::{LeaseKeepAliveResponse, LeaseLeasesResponse, Request, Response};
 use crate::time::Instant;
 
 use super::{BootStep, Maint, Op};
@@ -19,6 +22,23 @@ impl<S: Store> Core<S> {
         }
         self.actions.push_back(Action::Object { io, request });
         io
+    }
+
+    /// Deletes `keys` with as few requests as the store allows: one
+    /// [`ObjectRequest::DeleteMany`] per [`MAX_DELETE_KEYS`] keys, none for no keys. The next
+    /// maintenance task waits until every one has been answered (see `pump_maintenance`);
+    /// nothing else depends on them, and a failure is not retried: the next sweep finds the
+    /// checkpoints, segments and data files a failed delete left (tail objects it left below
+    /// the merged mark stay, never read again).
+    pub(crate) fn delete_objects(&mut self, keys: Vec<String>) {
+        for chunk in keys.chunks(MAX_DELETE_KEYS) {
+            self.object(
+                Op::Delete,
+                ObjectRequest::DeleteMany {
+                    keys: chunk.to_vec(),
+                },
+            );
+        }
     }
 
     pub(crate) fn handle_object(
@@ -177,20 +197,75 @@ impl<S: Store> Core<S> {
         .min()
     }
 
-    /// The error a request gets without being decided, if the bucket state refuses it.
-    pub(crate) fn remote_refusal(&self) -> Option<Error> {
+    /// The answer a request gets without being decided, if the bucket state gives it one.
+    /// While the node recovers from the bucket, every request is refused. While a sync-mode
+    /// bucket fails, writes are refused (they could not be made durable) and lease
+    /// keepalives and queries are answered from the durable state.
+    pub(crate) fn remote_answer(
+        &mut self,
+        now: Instant,
+        request: &Request,
+    ) -> Option<Result<Response, Error>> {
         let r = self.remote.as_ref()?;
         if !r.is_serving() {
-            return Some(Error::ObjectStoreUnavailable(
+            return Some(Err(Error::ObjectStoreUnavailable(
                 "the node is still recovering from the object store".to_string(),
-            ));
+            )));
         }
-        match &r.outage {
-            Some(reason) if r.config.sync_upload => {
-                Some(Error::ObjectStoreUnavailable(reason.clone()))
+        let reason = r.outage.clone().filter(|_| r.config.sync_upload)?;
+        let answer = self.outage_lease_answer(now, request, &reason);
+        Some(answer.unwrap_or(Err(Error::ObjectStoreUnavailable(reason))))
+    }
+
+    /// Answers a lease keepalive or query during a sync-mode outage; `None` for any other
+    /// request.
+    ///
+    /// Keepalives are not writes (expiry deadlines are leader memory), so renewing a lease
+    /// needs no bucket, and clients' leases must not run out only because the bucket is
+    /// down. But the lease table is the *decided* state: it includes the batches stuck
+    /// waiting for the bucket, which were never acknowledged and may never become durable
+    /// (the node may lose its disk first). So the answer comes from the durable state — the
+    /// table minus the changes of entries after `applied_index` — and a lease that such a
+    /// change grants or revokes (or, asked for its keys, attaches or detaches keys of) gets the
+    /// retryable error rather than either answer.
+    ///
+    /// Lease expiry goes on meanwhile: an expired lease's revoke is decided into the open
+    /// batch like any write, waits there for the bucket, and makes the lease pending here.
+    fn outage_lease_answer(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        reason: &str,
+    ) -> Option<Result<Response, Error>> {
+        self.leases.forget_durable(self.applied_index);
+        let revision = self.applied_revision();
+        let undurable = |id: LeaseId| {
+            Error::ObjectStoreUnavailable(format!(
+                "{reason}; lease {id} was changed by a write not yet in the bucket"
+            ))
+        };
+        let answer = match *request {
+            Request::LeaseKeepAlive { id } => match self.leases.durable(id) {
+                Durable::Pending => Err(undurable(id)),
+                Durable::Live => Ok(self.leases.renew(id, now).unwrap_or(0)),
+                // etcd's answer for an unknown lease (the server maps it to TTL 0).
+                Durable::Absent => Ok(0),
             }
-            _ => None,
-        }
+            .map(|ttl| Response::LeaseKeepAlive(LeaseKeepAliveResponse { revision, id, ttl })),
+            Request::LeaseTimeToLive { id, keys } => match self.leases.durable(id) {
+                Durable::Pending => Err(undurable(id)),
+                Durable::Live if keys && !self.leases.keys_durable(id) => Err(undurable(id)),
+                Durable::Live | Durable::Absent => Ok(Response::LeaseTimeToLive(
+                    self.leases.time_to_live(id, keys, now, revision),
+                )),
+            },
+            Request::LeaseLeases => Ok(Response::LeaseLeases(LeaseLeasesResponse {
+                revision,
+                leases: self.leases.durable_ids(),
+            })),
+            _ => return None,
+        };
+        Some(answer)
     }
 
     /// A store persist completed.

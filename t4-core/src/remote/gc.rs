@@ -111,9 +111,8 @@ impl<S: Store> Core<S> {
         if r.manifest_etag.as_ref() != Some(&etag) {
             return self.pump_maintenance(now);
         }
-        for key in unreferenced(&listed, &r.manifest, &r.checkpoints) {
-            self.object(Op::Delete, ObjectRequest::Delete { key });
-        }
+        let garbage = unreferenced(&listed, &r.manifest, &r.checkpoints);
+        self.delete_objects(garbage);
         self.pump_maintenance(now);
     }
 }

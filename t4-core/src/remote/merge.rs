@@ -283,15 +283,13 @@ impl<S: Store> Core<S> {
         r.backoff.reset();
         match r.maint.take() {
             Some(Maint::Merge { count, .. }) => {
-                let merged: Vec<_> = r.unmerged.drain(..count).collect();
-                for t in merged.into_iter().filter(|t| !t.marker) {
-                    self.object(
-                        Op::Delete,
-                        ObjectRequest::Delete {
-                            key: layout::wal_key(t.first),
-                        },
-                    );
-                }
+                let merged: Vec<String> = r
+                    .unmerged
+                    .drain(..count)
+                    .filter(|t| !t.marker)
+                    .map(|t| layout::wal_key(t.first))
+                    .collect();
+                self.delete_objects(merged);
             }
             Some(Maint::Publish {
                 record,

@@ -249,9 +249,7 @@ impl<S: Store> Core<S> {
         let deletes = super::gc::garbage(&all, &r.checkpoints, &drop_segments);
         r.ckp_demanded = false;
         let waiters = std::mem::take(&mut r.ckp_waiters);
-        for key in deletes {
-            self.object(Op::Delete, ObjectRequest::Delete { key });
-        }
+        self.delete_objects(deletes);
         for id in waiters {
             self.actions.push_back(Action::CheckpointDone {
                 id,

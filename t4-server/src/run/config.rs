@@ -29,6 +29,11 @@ pub struct RunArgs {
     #[arg(long, env = "T4_LISTEN", default_value = "0.0.0.0:3379")]
     pub listen: String,
 
+    /// Address of the HTTP endpoint serving Prometheus metrics (`/metrics`) and etcd's
+    /// `/health` (`host:port`; port 0 picks a free port). Default: none, no endpoint.
+    #[arg(long, env = "T4_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+
     /// URLs clients reach this member at, comma-separated, as `MemberList` reports them.
     /// Default: `http://` + the listen address, with an unspecified host (0.0.0.0, ::)
     /// replaced by this machine's hostname.
@@ -83,6 +88,11 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// The metrics address, if the endpoint is on (an empty value means off).
+    pub fn metrics_listen(&self) -> Option<&str> {
+        self.metrics_listen.as_deref().filter(|a| !a.is_empty())
+    }
+
     /// The quota in effect.
     pub fn quota(&self) -> u64 {
         if self.quota_backend_bytes == 0 {

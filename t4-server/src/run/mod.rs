@@ -21,11 +21,13 @@ use t4_proto::etcdserverpb::{
     lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use t4_proto::health::v1::health_server::HealthServer;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use config::RunArgs;
 
 use crate::header::{Identity, member_id};
+use crate::metrics::{Metrics, grpc::GrpcMetricsLayer};
 use crate::services::{
     Alarms, Context, Member, Settings,
     auth::AuthService,
@@ -57,6 +59,23 @@ async fn wait_for_signal() -> anyhow::Result<&'static str> {
     })
 }
 
+/// Resolves `address` (the value of `flag`) and listens on it; returns the listener and the
+/// address it got (port 0 picks one).
+async fn bind(flag: &str, address: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let addr = tokio::net::lookup_host(address)
+        .await
+        .with_context(|| format!("{flag} {address:?} is not a host:port address"))?
+        .next()
+        .with_context(|| format!("{flag} {address:?} resolves to no address"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{flag}: listening on {addr}"))?;
+    let local = listener
+        .local_addr()
+        .with_context(|| format!("{flag}: reading the listen address"))?;
+    Ok((listener, local))
+}
+
 /// Runs the server until a signal stops it.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     args.validate()?;
@@ -82,17 +101,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         })?;
     let cluster_id = identity::cluster_id(&args.data_dir)?;
 
-    let addr = tokio::net::lookup_host(&args.listen)
-        .await
-        .with_context(|| format!("--listen {:?} is not a host:port address", args.listen))?
-        .next()
-        .with_context(|| format!("--listen {:?} resolves to no address", args.listen))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr}"))?;
-    let local = listener
-        .local_addr()
-        .context("reading the listen address")?;
+    let (listener, local) = bind("--listen", &args.listen).await?;
+    let metrics_listener = match args.metrics_listen() {
+        Some(address) => Some(bind("--metrics-listen", address).await?),
+        None => None,
+    };
     let client_urls = if args.advertise_client_urls.is_empty() {
         vec![default_client_url(local, &hostname)]
     } else {
@@ -108,6 +121,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         etcd_api = ETCD_VERSION,
         data_dir = %args.data_dir.display(),
         listen = %local,
+        metrics_listen = ?metrics_listener.as_ref().map(|(_, a)| *a),
         advertise_client_urls = ?client_urls,
         node_id = %name,
         member_id = format_args!("{:x}", id.member_id),
@@ -145,6 +159,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     tokio::spawn(quota::monitor(ctx.clone()));
 
+    // Logged before the gRPC API is served, so that whoever waits for that line finds this.
+    let metrics = metrics_listener.map(|(listener, address)| {
+        let metrics = Arc::new(Metrics::new());
+        tracing::info!(%address, "serving metrics and health over HTTP");
+        let server = tokio::spawn(crate::metrics::http::serve(
+            listener,
+            ctx.clone(),
+            metrics.clone(),
+        ));
+        (metrics, server)
+    });
+
     // As etcd: requests up to --max-request-bytes plus gRPC overhead are read (and then
     // refused with etcd's "request is too large" if over the limit); responses are unbounded.
     let recv_limit = args.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
@@ -163,6 +189,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let keepalive =
         (!args.grpc_keepalive_interval.is_zero()).then_some(args.grpc_keepalive_interval);
     let router = tonic::transport::Server::builder()
+        .layer(GrpcMetricsLayer::new(
+            metrics.as_ref().map(|(m, _)| m.grpc.clone()),
+        ))
         .http2_keepalive_interval(keepalive)
         .http2_keepalive_timeout(Some(args.grpc_keepalive_timeout))
         .tcp_nodelay(true)
@@ -209,6 +238,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
     }
     drop(serve);
+    if let Some((_, server)) = metrics {
+        // It stops accepting as soon as shutdown is signalled.
+        let _ = server.await;
+    }
     drop(ctx);
     node.close().await.context("closing the node")?;
     tracing::info!("stopped");

@@ -38,7 +38,7 @@ impl HealthService {
     }
 
     fn status(&self) -> ServingStatus {
-        if *self.ctx.shutdown.borrow() || self.ctx.node.failure().is_some() {
+        if self.ctx.not_serving().is_some() {
             ServingStatus::NotServing
         } else {
             ServingStatus::Serving

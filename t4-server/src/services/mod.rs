@@ -103,6 +103,16 @@ impl Context {
         let _ = rx.wait_for(|s| *s).await;
     }
 
+    /// Why this member does not serve, if it does not: it is shutting down, or its node
+    /// failed (a WAL or store write failed; restart it). The gRPC health service, the HTTP
+    /// `/health` endpoint and the `t4_serving` metric all tell this.
+    pub fn not_serving(&self) -> Option<String> {
+        if *self.shutdown.borrow() {
+            return Some(t4_core::Error::Stopped.to_string());
+        }
+        self.node.failure()
+    }
+
     /// Refuses a request of `size` encoded bytes over `--max-request-bytes`, like etcd.
     pub fn check_size(&self, size: usize) -> Result<(), Status> {
         if size > self.settings.max_request_bytes {

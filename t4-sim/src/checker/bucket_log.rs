@@ -6,10 +6,18 @@
 //! two objects may hold **different entries for one index**, and an object's first entry is
 //! the one its name says; and terms never decrease along the log. Checkpoints are not read here: the recoverability check judges what
 //! they hold.
+//!
+//! One exception: a term-start marker (an entry without operations) left at an index that a
+//! merged segment already covers. A writer paused in the middle of its start-up can wake
+//! after a newer writer merged and deleted the tails there, write its marker into the gap,
+//! and only then find, at its confirming manifest read, that it is fenced. Such a marker
+//! holds no client write and is never read (recovery reads the tails after the last segment
+//! only), so it forks nothing; it is ignored.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use t4_core::remote::layout::is_marker;
 use t4_core::wal::frame::FrameRead;
 use t4_core::wal::segment::SEGMENT_HEADER_LEN;
 use t4_core::wal::{LogEntry, decode_entry, read_frame};
@@ -40,6 +48,15 @@ pub fn scan(bucket: &SimObjectStore, prefix: &str) -> (BTreeMap<u64, LogEntry>, 
     };
     let mut seen: BTreeMap<u64, (LogEntry, String)> = BTreeMap::new();
     let mut out = Vec::new();
+    let segments: Vec<(u64, u64)> = bucket
+        .objects()
+        .filter_map(|(key, _)| {
+            let range = key.strip_prefix(&root)?.strip_prefix("seg/")?;
+            let (first, last) = range.split_once('-')?;
+            Some((first.parse().ok()?, last.parse().ok()?))
+        })
+        .collect();
+    let merged = |index: u64| segments.iter().any(|&(f, l)| f <= index && index <= l);
     for (key, bytes) in bucket.objects() {
         let Some(rel) = key.strip_prefix(&root) else {
             continue;
@@ -53,6 +70,9 @@ pub fn scan(bucket: &SimObjectStore, prefix: &str) -> (BTreeMap<u64, LogEntry>, 
             continue;
         };
         let entries = decode_frames(bytes, offset);
+        if rel.starts_with("wal/") && is_marker(&entries) && merged(entries[0].index) {
+            continue;
+        }
         if let (Some(first), Some(e)) = (first, entries.first())
             && e.index != first
         {

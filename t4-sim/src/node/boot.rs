@@ -108,6 +108,9 @@ impl SimNode {
     /// learns where the rebuilt log ends, and the store must equal its replay.
     pub(super) fn started_serving(&mut self, env: &mut Env<'_>) {
         self.serving = true;
+        if let Some(since) = self.down_since.take() {
+            self.down_total += env.sched.now().as_nanos().saturating_sub(since.as_nanos());
+        }
         let Some(core) = &self.core else { return };
         let applied = core.store().view().applied_index();
         let mut book = lock(&self.book);
@@ -123,7 +126,13 @@ impl SimNode {
         }
         if self.config.core.remote.is_some() {
             self.check_state(core.store());
-            let compacted = core.store().view().compact_revision();
+            // History is gone below the compact revision, and a store loaded from a
+            // checkpoint lacks the events of the checkpoint's own revision too.
+            let compacted = core
+                .store()
+                .view()
+                .compact_revision()
+                .max(core.store().inner().events_from());
             if compacted > 1 {
                 env.history.rebuilds.push((env.sched.now(), compacted));
             }

@@ -52,9 +52,13 @@ impl World {
             ),
         );
         if a.result == Err(ObjError::Timeout) {
+            let effect = match request {
+                ObjectRequest::DeleteMany { .. } => "took effect for some of its keys",
+                _ => "took effect",
+            };
             self.faults.record(
                 now,
-                format!("bucket: n{node} {what} took effect but its answer was lost"),
+                format!("bucket: n{node} {what} {effect} but its answer was lost"),
             );
         }
         if generation != self.nodes[node].generation {
@@ -126,7 +130,8 @@ impl World {
         let window = if at_end {
             self.drain_time()
         } else {
-            self.loss_window()
+            // A node that is down (or starting up again) cannot upload what it acknowledged.
+            self.loss_window() + Duration::from_nanos(self.nodes[self.target].downtime(now))
         };
         let book = lock(&self.book);
         let by = if b.plan.sync {

@@ -111,6 +111,8 @@ pub struct Stats {
     pub revision: i64,
     /// Boots of the node.
     pub boots: u64,
+    /// Lease keepalives and queries answered while a sync-mode bucket was down.
+    pub outage_lease_answers: usize,
     /// What the checkers counted.
     pub findings: Findings,
     /// Digest of the final state (a replay of the committed log).
@@ -186,14 +188,15 @@ impl fmt::Display for Report {
         writeln!(f, "  fault plan   {}", self.plan)?;
         writeln!(
             f,
-            "  history      {} ops: {} ok, {} errors, {} unknown ({} happened); {} watches, {} events checked",
+            "  history      {} ops: {} ok, {} errors, {} unknown ({} happened); {} watches, {} events checked; {} lease answers during bucket outages",
             s.ops,
             s.ok,
             s.errors,
             s.unknown,
             s.findings.unknown_applied,
             s.watches,
-            s.findings.watch_events
+            s.findings.watch_events,
+            s.outage_lease_answers
         )?;
         writeln!(
             f,

@@ -27,6 +27,12 @@ fn list(prefix: &str) -> ObjectRequest {
     }
 }
 
+fn delete(keys: &[&str]) -> ObjectRequest {
+    ObjectRequest::DeleteMany {
+        keys: keys.iter().map(|k| k.to_string()).collect(),
+    }
+}
+
 fn keys(response: ObjectResponse) -> Vec<String> {
     match response {
         ObjectResponse::Listed { objects } => objects.into_iter().map(|o| o.key).collect(),
@@ -161,13 +167,82 @@ async fn get_of_a_missing_key_is_not_found_and_delete_is_idempotent() {
     io.execute(put("k", b"v", PutMode::Create))
         .await
         .expect("put");
-    let delete = ObjectRequest::Delete { key: "k".into() };
+    let delete = delete(&["k"]);
     assert_eq!(
         io.execute(delete.clone()).await,
         Ok(ObjectResponse::Deleted)
     );
     assert_eq!(io.execute(delete).await, Ok(ObjectResponse::Deleted));
     assert_eq!(io.execute(get("k")).await, Err(ObjectError::NotFound));
+}
+
+/// Writes `wal/0..n` and `seg/x` under `t4`, and `other/wal/1` beside it; deletes
+/// `wal/0..n` and two absent keys in one request; only `seg/x` and the other prefix's key
+/// remain.
+async fn bulk_delete_removes_exactly_its_keys(store: Arc<dyn ObjectStore>, n: usize) {
+    store
+        .put(&"other/wal/1".into(), Bytes::from_static(b"x").into())
+        .await
+        .expect("put");
+    let io = ObjectIo::new(store.clone(), "t4");
+    let tails: Vec<String> = (0..n).map(|i| format!("wal/{i:020}")).collect();
+    for key in tails.iter().map(String::as_str).chain(["seg/x"]) {
+        io.execute(put(key, b"e", PutMode::Create))
+            .await
+            .expect("put");
+    }
+    let mut doomed: Vec<&str> = tails.iter().map(String::as_str).collect();
+    doomed.extend(["wal/absent", "nothing/here"]);
+    assert_eq!(
+        io.execute(delete(&doomed)).await,
+        Ok(ObjectResponse::Deleted)
+    );
+    assert_eq!(
+        raw_keys(store.as_ref()).await,
+        ["other/wal/1", "t4/seg/x"],
+        "every named key is gone, nothing else"
+    );
+    assert_eq!(
+        io.execute(delete(&doomed)).await,
+        Ok(ObjectResponse::Deleted),
+        "deleting them again succeeds"
+    );
+}
+
+#[tokio::test]
+async fn a_bulk_delete_in_memory_removes_every_key_and_ignores_absent_ones() {
+    bulk_delete_removes_exactly_its_keys(Arc::new(InMemory::new()), 64).await;
+}
+
+#[tokio::test]
+async fn a_bulk_delete_on_the_local_file_system_removes_every_key_and_ignores_absent_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store =
+        object_store::local::LocalFileSystem::new_with_prefix(dir.path()).expect("local store");
+    bulk_delete_removes_exactly_its_keys(Arc::new(store), 64).await;
+    assert!(!dir.path().join("t4/wal/00000000000000000000").exists());
+}
+
+#[tokio::test]
+async fn a_bulk_delete_that_cannot_delete_one_key_fails_and_still_deletes_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store =
+        object_store::local::LocalFileSystem::new_with_prefix(dir.path()).expect("local store");
+    let io = ObjectIo::new(Arc::new(store), "t4");
+    for key in ["wal/1", "wal/2", "dir/inside"] {
+        io.execute(put(key, b"e", PutMode::Create))
+            .await
+            .expect("put");
+    }
+    // `dir` is a directory on disk: no file to remove, and not absent either.
+    let result = io.execute(delete(&["wal/1", "dir", "wal/2"])).await;
+    assert!(
+        matches!(&result, Err(e) if e.outcome_unknown()),
+        "a key that stays is a failure: {result:?}"
+    );
+    assert!(!dir.path().join("t4/wal/1").exists());
+    assert!(!dir.path().join("t4/wal/2").exists());
+    assert!(dir.path().join("t4/dir/inside").exists());
 }
 
 #[tokio::test]

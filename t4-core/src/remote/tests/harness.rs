@@ -29,6 +29,8 @@ pub struct Bucket {
     pub lose_next_put_answer: bool,
     /// Every successful PUT, by key.
     pub puts: Vec<String>,
+    /// The keys of every successful bulk delete, one entry per request.
+    pub deletes: Vec<Vec<String>>,
     /// Every request seen.
     pub requests: usize,
 }
@@ -93,8 +95,16 @@ impl Bucket {
                     })
                     .collect(),
             }),
-            ObjectRequest::Delete { key } => {
-                self.objects.remove(key);
+            ObjectRequest::DeleteMany { keys } => {
+                assert!(
+                    !keys.is_empty() && keys.len() <= crate::object::MAX_DELETE_KEYS,
+                    "a bulk delete of {} keys",
+                    keys.len()
+                );
+                for key in keys {
+                    self.objects.remove(key);
+                }
+                self.deletes.push(keys.clone());
                 Ok(ObjectResponse::Deleted)
             }
         }

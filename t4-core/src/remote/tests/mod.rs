@@ -1,6 +1,7 @@
 //! The core's bucket decisions, driven against an in-test object store.
 
 mod harness;
+mod outage_leases;
 
 use std::time::Duration;
 
@@ -410,6 +411,89 @@ fn merging_replaces_tail_objects_by_a_segment_and_keeps_markers() {
     for i in 0..10 {
         assert_eq!(fresh.get(&format!("k{i}")).as_deref(), Some("v"));
     }
+}
+
+fn is_delete(io: &Io) -> bool {
+    matches!(io, Io::Object(_, ObjectRequest::DeleteMany { .. }))
+}
+
+#[test]
+fn a_merge_deletes_its_tail_objects_in_one_bulk_request() {
+    let bucket = Bucket::shared();
+    let config = RemoteConfig {
+        merge_min_objects: 8,
+        ..remote("a")
+    };
+    let mut node = Node::start(config, &bucket);
+    for i in 0..7 {
+        node.put_now(&format!("k{i}"), "v").expect("written");
+    }
+    let b = bucket.borrow();
+    assert_eq!(
+        b.keys("seg/"),
+        [layout::seg_key(1, 8)],
+        "one merge of 8 tails"
+    );
+    // The marker (wal/1) is a fence and stays; the other 7 go in one request.
+    let merged: Vec<String> = (2..=8).map(layout::wal_key).collect();
+    assert_eq!(b.deletes, [merged]);
+    assert_eq!(b.keys("wal/"), [layout::wal_key(1)]);
+}
+
+#[test]
+fn a_merge_of_more_than_a_thousand_tails_deletes_them_in_requests_of_a_thousand() {
+    let bucket = Bucket::shared();
+    let config = RemoteConfig {
+        merge_min_objects: 1_201,
+        ..remote("a")
+    };
+    let mut node = Node::start(config, &bucket);
+    for i in 0..1_200 {
+        node.put_now(&format!("k{i}"), "v").expect("written");
+    }
+    let b = bucket.borrow();
+    assert_eq!(b.keys("seg/"), [layout::seg_key(1, 1_201)]);
+    let sizes: Vec<usize> = b.deletes.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [1_000, 200]);
+    let deleted: Vec<String> = b.deletes.concat();
+    let merged: Vec<String> = (2..=1_201).map(layout::wal_key).collect();
+    assert_eq!(deleted, merged);
+    assert_eq!(b.keys("wal/"), [layout::wal_key(1)]);
+}
+
+#[test]
+fn the_next_merge_waits_until_the_bulk_delete_of_the_last_one_is_answered() {
+    let bucket = Bucket::shared();
+    let config = RemoteConfig {
+        merge_min_objects: 4,
+        ..remote("a")
+    };
+    let mut node = Node::start(config, &bucket);
+    let write = |node: &mut Node, key: &str| {
+        let id = node.put(key, "v");
+        while node.complete(|io| !is_delete(io)) {}
+        assert!(
+            matches!(node.replies.remove(&id), Some(Ok(_))),
+            "{key} acknowledged"
+        );
+    };
+    for i in 0..3 {
+        write(&mut node, &format!("k{i}"));
+    }
+    let held: Vec<_> = node.pending.iter().filter(|io| is_delete(io)).collect();
+    assert_eq!(held.len(), 1, "the first merge's delete: {held:?}");
+    for i in 3..12 {
+        write(&mut node, &format!("k{i}"));
+    }
+    assert_eq!(
+        bucket.borrow().keys("seg/").len(),
+        1,
+        "no merge starts while a delete is in flight"
+    );
+    node.settle();
+    let b = bucket.borrow();
+    assert!(b.keys("seg/").len() > 1, "{:?}", b.keys("seg/"));
+    assert!(b.deletes.len() > 1);
 }
 
 #[test]
