@@ -238,7 +238,7 @@ impl LeaseTable {
             Some(lease) => LeaseTimeToLiveResponse {
                 revision,
                 id,
-                ttl: lease.expiry.saturating_since(now).as_secs() as i64,
+                ttl: self.remaining(id, now).unwrap_or(0),
                 granted_ttl: lease.ttl,
                 keys: if keys {
                     lease.keys.iter().cloned().collect()

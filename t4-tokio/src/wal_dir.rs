@@ -147,8 +147,8 @@ impl WalDir {
                 allocated,
             });
         }
+        let file = self.file(id);
         let active = self.active.as_mut().expect("set above");
-        let file = self.path.join(segment_file_name(id));
         active
             .file
             .write_all_at(bytes, active.len)

@@ -97,12 +97,6 @@ impl MemStore {
         image
     }
 
-    /// The first revision whose events this store can replay when it was loaded from a
-    /// checkpoint (see [`crate::mvcc::CheckpointImage::events_from`]); 0 otherwise.
-    pub fn events_from(&self) -> Revision {
-        self.read().state.events_from
-    }
-
     /// Number of entries applied since the last persist.
     pub fn unpersisted_entries(&self) -> usize {
         self.read().since_persist.len()
@@ -143,6 +137,11 @@ impl ReadView for MemView {
 
     fn compact_revision(&self) -> Revision {
         self.compact_revision
+    }
+
+    fn events_floor(&self) -> Revision {
+        self.compact_revision
+            .max(self.store.read().state.events_from)
     }
 
     fn get(&self, key: &[u8], rev: Revision) -> Result<Option<KeyValue>, StoreError> {

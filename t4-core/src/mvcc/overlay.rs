@@ -91,6 +91,10 @@ impl<V: ReadView> ReadView for OverlayView<'_, V> {
             .max(self.base.compact_revision())
     }
 
+    fn events_floor(&self) -> Revision {
+        self.overlay.compact_revision.max(self.base.events_floor())
+    }
+
     fn get(&self, key: &[u8], rev: Revision) -> Result<Option<KeyValue>, StoreError> {
         if let Some(state) = self.overlay.keys.get(key).and_then(|v| state_at(v, rev)) {
             return Ok(state.cloned());

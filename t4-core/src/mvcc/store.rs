@@ -37,6 +37,12 @@ pub trait ReadView {
     fn revision(&self) -> Revision;
     /// Revisions below this are compacted (0 = never compacted).
     fn compact_revision(&self) -> Revision;
+    /// The oldest revision whose events this view can replay, where a compacted watch may
+    /// restart: the compact revision, or, in a store loaded from a checkpoint, the revision
+    /// after the checkpoint's (see [`CheckpointImage::events_from`]).
+    fn events_floor(&self) -> Revision {
+        self.compact_revision()
+    }
     /// The key as of revision `rev` (`rev <= self.revision()`).
     fn get(&self, key: &[u8], rev: Revision) -> Result<Option<KeyValue>, StoreError>;
     /// Visits, in key order, every key of `range` that exists at revision `rev`, until the

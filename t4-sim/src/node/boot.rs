@@ -128,11 +128,7 @@ impl SimNode {
             self.check_state(core.store());
             // History is gone below the compact revision, and a store loaded from a
             // checkpoint lacks the events of the checkpoint's own revision too.
-            let compacted = core
-                .store()
-                .view()
-                .compact_revision()
-                .max(core.store().inner().events_from());
+            let compacted = core.store().view().events_floor();
             if compacted > 1 {
                 env.history.rebuilds.push((env.sched.now(), compacted));
             }

@@ -80,13 +80,6 @@ impl FjallView {
         read_leases(&self.inner, &self.snapshot)
     }
 
-    /// The oldest revision whose events this view can replay: its compact revision, or, in a
-    /// store loaded from a checkpoint, the revision after the checkpoint's (which holds the
-    /// state at its revision, not the events that made it).
-    pub fn events_floor(&self) -> Revision {
-        self.state.compact_revision.max(self.state.events_from)
-    }
-
     /// The revision a read at `rev` is served at, or why it cannot be.
     fn read_at(&self, rev: Revision) -> Result<Revision, StoreError> {
         if let Some(e) = &self.broken {
@@ -203,6 +196,10 @@ impl FjallView {
 impl ReadView for FjallView {
     fn applied_index(&self) -> u64 {
         self.state.applied_index
+    }
+
+    fn events_floor(&self) -> Revision {
+        self.state.compact_revision.max(self.state.events_from)
     }
 
     fn revision(&self) -> Revision {
