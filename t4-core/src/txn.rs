@@ -18,7 +18,8 @@ use crate::request::{
 };
 use crate::write::RevisionWriter;
 
-fn check_key(key: &Bytes) -> Result<(), Error> {
+/// etcd's checks of a request's key: not empty, at most [`MAX_KEY_LEN`] bytes.
+pub fn check_key(key: &Bytes) -> Result<(), Error> {
     if key.is_empty() {
         return Err(Error::EmptyKey);
     }

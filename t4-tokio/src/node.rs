@@ -295,13 +295,15 @@ impl Node {
     /// # }
     /// ```
     pub async fn get(&self, key: impl Into<Bytes>) -> Result<Option<KeyValue>> {
-        let resp = self
-            .range(RangeRequest {
-                key: key.into(),
-                ..Default::default()
-            })
-            .await?;
-        Ok(resp.kvs.into_iter().next())
+        // What `range` answers for a single key at the current revision, without building a
+        // range request and response around it: the point get is the hottest read.
+        let key = key.into();
+        t4_core::txn::check_key(&key)?;
+        let found = self
+            .shared
+            .store
+            .read_latest_briefly(|view| view.get_current(key))?;
+        Ok(found.map_err(t4_core::Error::from)?)
     }
 
     /// Every key starting with `prefix`, in key order, at the current revision (etcd's

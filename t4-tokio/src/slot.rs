@@ -64,6 +64,17 @@ impl StoreSlot {
         Ok(read(&latest))
     }
 
+    /// Like [`StoreSlot::read_latest`], but reads under the slot's lock instead of taking
+    /// a reference to the view: for reads as short as a point get, where the reference
+    /// count's two atomic operations are a noticeable part of the cost. A refresh waits for
+    /// such reads, so keep them short.
+    pub(crate) fn read_latest_briefly<T>(&self, read: impl FnOnce(&FjallView) -> T) -> Result<T> {
+        match &*self.state.read().unwrap_or_else(|e| e.into_inner()) {
+            State::Open { latest, .. } => Ok(read(latest)),
+            State::Closed { .. } => Err(Error::Closed),
+        }
+    }
+
     /// Takes a new shared view. The core thread calls it after every apply, before it
     /// answers the requests that apply made durable, so an answered write is always visible
     /// to the reads that follow.

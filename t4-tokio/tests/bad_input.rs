@@ -77,6 +77,7 @@ async fn oversized_keys_and_requests_are_refused() {
         len: t4::MAX_KEY_LEN + 1,
     };
     refused(&node, node.put(long.clone(), "v").await, too_long.clone()).await;
+    refused(&node, node.get(long.clone()).await, too_long.clone()).await;
     let txn = TxnRequest {
         success: vec![RequestOp::Put(PutRequest {
             key: long.clone(),

@@ -46,6 +46,52 @@ async fn puts_get_etcd_revisions_versions_and_create_revisions() {
     node.close().await.unwrap();
 }
 
+/// `get` has its own read path (no range request around it); it must answer exactly what a
+/// single-key range answers, for live, rewritten, leased, deleted and missing keys, also
+/// after a compaction and across a restart.
+#[tokio::test]
+async fn a_point_get_answers_what_a_single_key_range_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path()).await;
+    let lease = node.lease_grant(60, 0).await.unwrap().id;
+    node.put("live", "1").await.unwrap();
+    node.put("rewritten", "1").await.unwrap();
+    node.put("rewritten", "2").await.unwrap();
+    node.put_with(PutRequest {
+        key: b("leased"),
+        value: b("v"),
+        lease,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    node.put("deleted", "1").await.unwrap();
+    node.delete("deleted").await.unwrap();
+    let keys = ["live", "rewritten", "leased", "deleted", "missing"];
+    let agree = |node: t4::Node| async move {
+        for key in keys {
+            let range = node
+                .range(RangeRequest {
+                    key: b(key),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let got = node.get(key).await.unwrap();
+            assert_eq!(got, range.kvs.first().cloned(), "key {key}");
+            assert_eq!(got.is_some(), !["deleted", "missing"].contains(&key));
+        }
+    };
+    agree(node.clone()).await;
+    node.compact(node.current_revision(), true).await.unwrap();
+    agree(node.clone()).await;
+    assert_eq!(node.get("leased").await.unwrap().unwrap().lease, lease);
+    node.close().await.unwrap();
+    let node = open(dir.path()).await;
+    agree(node.clone()).await;
+    node.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn put_options_return_the_previous_pair_and_keep_value_or_lease() {
     let dir = tempfile::tempdir().unwrap();

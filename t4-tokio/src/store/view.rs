@@ -92,16 +92,25 @@ impl FjallView {
         Ok(rev)
     }
 
-    fn get_latest(&self, key: &[u8]) -> Result<Option<KeyValue>, StoreError> {
-        match self
+    /// The stored latest version of `key`, undecoded.
+    fn latest_version(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+        Ok(self
             .snapshot
             .get(&self.inner.latest, key)
             .map_err(io("reading a key"))?
-        {
+            .map(Bytes::from))
+    }
+
+    /// `key` at the view's revision: what [`ReadView::get`] answers at
+    /// [`ReadView::revision`], with the caller's key in the answer instead of a copy.
+    pub(crate) fn get_current(&self, key: Bytes) -> Result<Option<KeyValue>, StoreError> {
+        self.read_at(self.state.revision)?;
+        if key.len() > MAX_KEY_LEN {
+            return Ok(None);
+        }
+        match self.latest_version(&key)? {
             None => Ok(None),
-            Some(v) => {
-                format::decode_version(Bytes::copy_from_slice(key), v.into()).map_err(corrupt)
-            }
+            Some(v) => format::decode_version(key, v).map_err(corrupt),
         }
     }
 
@@ -217,7 +226,10 @@ impl ReadView for FjallView {
             return Ok(None);
         }
         if rev == self.state.revision {
-            self.get_latest(key)
+            match self.latest_version(key)? {
+                None => Ok(None),
+                Some(v) => format::decode_version(Bytes::copy_from_slice(key), v).map_err(corrupt),
+            }
         } else {
             self.get_history(key, rev)
         }
