@@ -254,6 +254,8 @@ pub struct Core<S: Store> {
     pub(crate) next_index: u64,
     pub(crate) applied_index: u64,
     pub(crate) open: Batch,
+    /// Set by [`Core::handle_all`] while it feeds its inputs: the open batch starts after.
+    pub(crate) holding: bool,
     pub(crate) in_flight: Option<InFlight>,
     pub(crate) active: Option<ActiveSegment>,
     pub(crate) sealed: VecDeque<SegmentInfo>,
@@ -301,6 +303,7 @@ impl<S: Store> Core<S> {
             failed: None,
             leases,
             open: Batch::default(),
+            holding: false,
             in_flight: None,
             // Appends resume in a fresh segment; every recovered one is sealed.
             active: None,
@@ -337,6 +340,19 @@ impl<S: Store> Core<S> {
             Input::CheckpointBuilt { io, result } => self.handle_built(now, io, result),
             Input::Checkpoint { id } => self.demand_checkpoint(now, id),
         }
+        self.pump(now);
+    }
+
+    /// Feeds several inputs at once: the requests among them join one batch (and one WAL
+    /// append), which starts after the last of them. An adapter that performs the WAL append
+    /// on the thread that runs the core feeds what queued up meanwhile this way.
+    pub fn handle_all(&mut self, now: Instant, inputs: impl IntoIterator<Item = Input>) {
+        self.holding = true;
+        for input in inputs {
+            self.handle(now, input);
+        }
+        self.holding = false;
+        self.maybe_flush(now);
         self.pump(now);
     }
 
@@ -673,6 +689,7 @@ impl<S: Store> Core<S> {
     /// nothing.
     pub(crate) fn maybe_flush(&mut self, now: Instant) {
         if self.failed.is_some()
+            || self.holding
             || self.in_flight.is_some()
             || self.open.is_idle()
             || self.remote.as_ref().is_some_and(|r| r.holds_flush())

@@ -169,6 +169,37 @@ fn requests_that_arrive_during_an_append_share_the_next_one() {
     assert_eq!(entries[1].ops.len(), 5);
 }
 
+/// An adapter that appends on the thread that runs the core feeds what queued up during an
+/// append with `handle_all`: all of it is one batch, even with no append in flight.
+#[test]
+fn requests_fed_together_make_one_append_with_their_own_revisions() {
+    let mut d = Driver::new(Config::default());
+    let ids = d.submit_all((0..4).map(|i| put(&format!("k{i}"), "v")).collect());
+    assert_eq!(d.pending_appends(), 1, "one append for the four");
+    assert!(
+        d.replies.is_empty(),
+        "nothing answered before it is durable"
+    );
+    d.settle();
+    let revisions: Vec<i64> = ids
+        .iter()
+        .map(|id| revision_of(&d.take_reply(*id).expect("answered")))
+        .collect();
+    assert_eq!(revisions, vec![2, 3, 4, 5]);
+    let entries = wal_entries(&d);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].ops.len(), 4);
+
+    // A read-only request fed alone, with nothing to write, is answered at once, and a bad
+    // request among good ones is refused without holding the others back.
+    let ids = d.submit_all(vec![Request::Txn(TxnRequest::default())]);
+    assert!(d.take_reply(ids[0]).is_some());
+    let ids = d.submit_all(vec![put("", "v"), put("k9", "v")]);
+    d.settle();
+    assert!(matches!(d.take_reply(ids[0]), Some(Err(Error::EmptyKey))));
+    assert_eq!(d.take_reply(ids[1]).map(|r| revision_of(&r)), Some(6));
+}
+
 #[test]
 fn nothing_is_answered_or_published_before_the_append_holding_what_it_saw_is_durable() {
     let mut d = Driver::new(Config::default());

@@ -148,6 +148,10 @@ pub struct NodeConfig {
     /// A zombie: when the core fails (fenced), the process stays down instead of being
     /// restarted, so the scenario can check that it stopped.
     pub retire_on_failure: bool,
+    /// Model t4-tokio's adapter, which appends to the WAL on the task that runs the core:
+    /// requests that arrive while an append syncs wait in the adapter and are fed together
+    /// (`Core::handle_all`) once it completes. Otherwise each request is fed on arrival.
+    pub inline_appends: bool,
 }
 
 struct Append {
@@ -173,6 +177,8 @@ pub struct SimNode {
     pending: BTreeMap<RequestId, (usize, OpId)>,
     next_request: u64,
     appends: BTreeMap<IoId, Append>,
+    /// With [`NodeConfig::inline_appends`]: requests that arrived during the append in flight.
+    queued: Vec<Input>,
     watchers: Watchers,
     pump_scheduled: bool,
     timer_at: Option<t4_core::Instant>,
@@ -224,6 +230,7 @@ impl SimNode {
             pending: BTreeMap::new(),
             next_request: 0,
             appends: BTreeMap::new(),
+            queued: Vec::new(),
             watchers: Watchers::default(),
             pump_scheduled: false,
             timer_at: None,
@@ -327,6 +334,7 @@ impl SimNode {
         self.generation += 1;
         self.pending.clear();
         self.appends.clear();
+        self.queued.clear();
         self.objects.clear();
         self.timer_at = None;
         self.pump_scheduled = false;
@@ -419,6 +427,10 @@ impl SimNode {
                 self.next_request += 1;
                 let id = RequestId(self.next_request);
                 self.pending.insert(id, (client, op));
+                if self.config.inline_appends && !self.appends.is_empty() {
+                    self.queued.push(Input::Request { id, request });
+                    return;
+                }
                 core.handle(now, Input::Request { id, request });
                 self.drain(env);
             }
@@ -495,6 +507,9 @@ impl SimNode {
                             result: result.map_err(|e| e.0),
                         },
                     );
+                    if !self.queued.is_empty() {
+                        core.handle_all(now, std::mem::take(&mut self.queued));
+                    }
                 }
             }
             NodeTimer::Persisted { io } => {

@@ -275,6 +275,7 @@ impl World {
             restart_after: (Duration::from_millis(50), Duration::from_millis(1000)),
             sync_on_recovery: scenario.sync_on_recovery,
             retire_on_failure: false,
+            inline_appends: SimRng::child(seed, "adapter").chance(500_000),
         };
         let bucket = bucket_plan.map(|plan| Bucket {
             store: Arc::new(Mutex::new(SimObjectStore::new(

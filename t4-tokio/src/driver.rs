@@ -1,9 +1,17 @@
-//! Runs the core on real threads: one thread owns the [`Core`] and drains its actions, one
-//! thread owns the WAL files, and store persistence and compaction run on short-lived
-//! background threads. Adapters are thin: every decision is the core's.
+//! Runs the core as one task on the runtime that opened the node. The task owns the [`Core`]
+//! and the WAL files: it feeds the core what queued up, performs the actions, and appends to
+//! the WAL itself, after the round's replies. Store persistence, compaction and checkpoint
+//! builds run on short-lived background threads. Adapters are thin: every decision is the
+//! core's.
+//!
+//! Why a task and not a thread of its own: a request from a runtime task (an application's,
+//! or a gRPC handler) wakes the core's task on the same worker, and the answer wakes the
+//! caller there too, where a thread of its own would cost a cross-thread wake-up each way
+//! (about 100 µs on a small VM, measured: docs/benchmarks.md). The WAL append blocks the
+//! worker for one write and fdatasync per batch, as a WAL thread would block its thread;
+//! the other workers go on meanwhile.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -14,6 +22,7 @@ use t4_core::object::{ObjectError, ObjectResponse};
 use t4_core::remote::CheckpointInfo;
 use t4_core::wal::SegmentId;
 use t4_core::{Action, Core, Event, Input, IoId, Request, RequestId, Response, Revision, Store};
+use tokio::sync::mpsc::{UnboundedReceiver as Receiver, UnboundedSender as Sender};
 use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::object_io::ObjectIo;
@@ -42,7 +51,7 @@ impl Clock {
     }
 }
 
-/// A request for the core thread.
+/// A request for the core's task.
 pub(crate) enum Command {
     /// A client request and where to send its answer.
     Request {
@@ -83,33 +92,33 @@ pub(crate) enum Serving {
     Failed(String),
 }
 
-/// What the node's handles share with the core thread.
+/// What the node's handles share with the core's task.
 pub(crate) struct Shared {
     /// The node's data directory.
     pub(crate) data_dir: std::path::PathBuf,
-    /// Every read goes through it; the core thread empties it when the node closes.
+    /// Every read goes through it; the core's task empties it when the node closes.
     pub(crate) store: Arc<StoreSlot>,
     pub(crate) commands: Sender<Command>,
-    /// A receiver to `resubscribe` from; the core thread owns the only sender, so every
+    /// A receiver to `resubscribe` from; the core's task owns the only sender, so every
     /// watch ends when the node closes.
     pub(crate) events: Mutex<broadcast::Receiver<Arc<[Event]>>>,
-    /// The applied revision; the core thread owns the sender.
+    /// The applied revision; the core's task owns the sender.
     pub(crate) applied: watch::Receiver<Revision>,
-    /// The number of local WAL segment files; the WAL thread owns the sender.
+    /// The number of local WAL segment files; the core's task owns the sender.
     pub(crate) wal_segments: watch::Receiver<usize>,
     pub(crate) failure: Mutex<Option<String>>,
-    /// Whether the core serves yet; the core thread owns the sender.
+    /// Whether the core serves yet; the core's task owns the sender.
     pub(crate) serving: watch::Receiver<Serving>,
     /// Entries acknowledged but not yet in the bucket (the loss window of async upload); the
-    /// core thread owns the sender.
+    /// core's task owns the sender.
     pub(crate) unuploaded: watch::Receiver<u64>,
 }
 
-/// The core thread's ends of the channels in [`Shared`].
+/// The core's task's ends of the channels in [`Shared`].
 pub(crate) struct Outlets {
     pub(crate) events: broadcast::Sender<Arc<[Event]>>,
     pub(crate) applied: watch::Sender<Revision>,
-    /// Given to the WAL thread.
+    /// Published after each WAL append or delete.
     pub(crate) wal_segments: watch::Sender<usize>,
     pub(crate) serving: watch::Sender<Serving>,
     pub(crate) unuploaded: watch::Sender<u64>,
@@ -123,25 +132,15 @@ pub(crate) struct Remote {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        // The last handle is gone: let the core thread finish cleanly.
+        // The last handle is gone: let the core's task finish cleanly.
         let _ = self.commands.send(Command::Shutdown { done: None });
     }
 }
 
-enum WalJob {
-    Append {
-        io: IoId,
-        segment: SegmentId,
-        create: bool,
-        bytes: Bytes,
-    },
-    Delete {
-        segment: SegmentId,
-    },
-}
-
-/// Starts the core thread and the WAL thread.
+/// Starts the core's task on the current runtime.
+#[allow(clippy::too_many_arguments)] // each is one of the task's distinct parts
 pub(crate) fn spawn(
+    runtime: &tokio::runtime::Handle,
     core: Core<FjallStore>,
     wal: WalDir,
     clock: Clock,
@@ -149,20 +148,15 @@ pub(crate) fn spawn(
     outlets: Outlets,
     commands: Receiver<Command>,
     remote: Option<Remote>,
-) -> std::io::Result<()> {
-    let (wal_tx, wal_rx) = channel::<WalJob>();
-    let io_done = shared.commands.clone();
-    let wal_segments = outlets.wal_segments;
-    let wal_thread = thread::Builder::new()
-        .name("t4-wal".into())
-        .spawn(move || wal_thread(wal, wal_rx, io_done, wal_segments))?;
+) {
     let driver = Driver {
         store: core.store().clone(),
         core,
         clock,
         commands_tx: shared.commands.clone(),
-        wal: wal_tx,
-        wal_thread,
+        wal,
+        wal_segments: outlets.wal_segments,
+        append: None,
         background: Vec::new(),
         slot: shared.store.clone(),
         refreshed_index: 0,
@@ -177,56 +171,22 @@ pub(crate) fn spawn(
         unuploaded: outlets.unuploaded,
         progress: progress::Reporter::new(),
     };
-    thread::Builder::new()
-        .name("t4-core".into())
-        .spawn(move || driver.run(commands))?;
-    Ok(())
+    runtime.spawn(driver.run(commands));
 }
 
-fn wal_thread(
-    mut wal: WalDir,
-    jobs: Receiver<WalJob>,
-    done: Sender<Command>,
-    segments: watch::Sender<usize>,
-) {
-    // Publishes the segment count; after an append, before its completion, so that whoever
-    // the append acknowledges already sees the segment it created.
-    let publish = |wal: &WalDir| {
-        let count = wal.segment_count();
-        segments.send_if_modified(|c| std::mem::replace(c, count) != count);
-    };
-    for job in jobs {
-        match job {
-            WalJob::Append {
-                io,
-                segment,
-                create,
-                bytes,
-            } => {
-                let result = wal
-                    .append(segment, create, &bytes)
-                    .map_err(|e| e.to_string());
-                publish(&wal);
-                if done.send(Command::IoDone { io, result }).is_err() {
-                    return;
-                }
-            }
-            WalJob::Delete { segment } => {
-                if let Err(e) = wal.delete(segment) {
-                    tracing::warn!(error = %e, "could not delete a sealed WAL segment; it will be retried at the next start");
-                }
-                publish(&wal);
-            }
-        }
-    }
-}
+/// Most commands taken from the queue before the core's actions are performed.
+const MAX_COMMANDS_PER_ROUND: usize = 1024;
 
 struct Driver {
     core: Core<FjallStore>,
     clock: Clock,
     commands_tx: Sender<Command>,
-    wal: Sender<WalJob>,
-    wal_thread: JoinHandle<()>,
+    /// The WAL: appends and deletes run on the core's task, between rounds of the core.
+    wal: WalDir,
+    /// The number of local WAL segment files, for the node's handles.
+    wal_segments: watch::Sender<usize>,
+    /// The append the core asked for, performed once the round's other actions are done.
+    append: Option<(IoId, SegmentId, bool, Bytes)>,
     /// Store persistence and compaction threads that may still run.
     background: Vec<JoinHandle<()>>,
     store: FjallStore,
@@ -246,57 +206,99 @@ struct Driver {
     progress: progress::Reporter,
 }
 
+/// What waiting for the next command brought.
+enum Wait {
+    Command(Command),
+    /// The core's next timeout came first.
+    Timeout,
+    /// Every sender is gone.
+    Closed,
+}
+
 impl Driver {
-    fn run(mut self, commands: Receiver<Command>) {
+    /// The next command, or the core's next timeout if it comes first.
+    async fn next_command(&self, commands: &mut Receiver<Command>) -> Wait {
+        let received = match self.core.poll_timeout() {
+            Some(at) => {
+                let wait = at.saturating_since(self.clock.now());
+                match tokio::time::timeout(wait.max(Duration::from_micros(1)), commands.recv())
+                    .await
+                {
+                    Ok(received) => received,
+                    Err(_) => return Wait::Timeout,
+                }
+            }
+            None => commands.recv().await,
+        };
+        received.map_or(Wait::Closed, Wait::Command)
+    }
+
+    async fn run(mut self, mut commands: Receiver<Command>) {
         let mut shutdown: Option<Vec<oneshot::Sender<()>>> = None;
         self.drain();
         loop {
             if shutdown.is_some() && self.core.is_quiescent() {
                 break;
             }
-            let received = match self.core.poll_timeout() {
-                Some(at) => {
-                    let wait = at.saturating_since(self.clock.now());
-                    commands.recv_timeout(wait.max(Duration::from_micros(1)))
+            let first = match self.next_command(&mut commands).await {
+                Wait::Command(command) => command,
+                Wait::Timeout => {
+                    let now = self.clock.now();
+                    if self.core.poll_timeout().is_some_and(|at| at <= now) {
+                        self.core.handle_timeout(now);
+                    }
+                    self.drain();
+                    continue;
                 }
-                None => commands.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Wait::Closed => break,
             };
-            match received {
-                Ok(Command::Request { request, reply }) => {
-                    if shutdown.is_some() {
-                        let _ = reply.send(Err(t4_core::Error::Stopped));
-                        continue;
+            // Everything that queued up meanwhile (while the last WAL append synced) goes in
+            // together, so its requests share the next batch.
+            let mut requests = Vec::new();
+            let mut next = Some(first);
+            let mut taken = 0;
+            while let Some(command) = next.take() {
+                match command {
+                    Command::Request { request, reply } => {
+                        if shutdown.is_some() {
+                            let _ = reply.send(Err(t4_core::Error::Stopped));
+                        } else {
+                            self.next_request += 1;
+                            let id = RequestId(self.next_request);
+                            self.pending.insert(id, reply);
+                            requests.push(Input::Request { id, request });
+                        }
                     }
-                    self.next_request += 1;
-                    let id = RequestId(self.next_request);
-                    self.pending.insert(id, reply);
-                    self.core
-                        .handle(self.clock.now(), Input::Request { id, request });
-                }
-                Ok(Command::IoDone { io, result }) => self
-                    .core
-                    .handle(self.clock.now(), Input::IoDone { io, result }),
-                Ok(Command::ObjectDone { io, result }) => self
-                    .core
-                    .handle(self.clock.now(), Input::ObjectDone { io, result }),
-                Ok(Command::CheckpointBuilt { io, result }) => self
-                    .core
-                    .handle(self.clock.now(), Input::CheckpointBuilt { io, result }),
-                Ok(Command::Checkpoint { reply }) => {
-                    if shutdown.is_some() {
-                        let _ = reply.send(Err("the node is shutting down".to_string()));
-                        continue;
+                    Command::IoDone { io, result } => self
+                        .core
+                        .handle(self.clock.now(), Input::IoDone { io, result }),
+                    Command::ObjectDone { io, result } => self
+                        .core
+                        .handle(self.clock.now(), Input::ObjectDone { io, result }),
+                    Command::CheckpointBuilt { io, result } => self
+                        .core
+                        .handle(self.clock.now(), Input::CheckpointBuilt { io, result }),
+                    Command::Checkpoint { reply } => {
+                        if shutdown.is_some() {
+                            let _ = reply.send(Err("the node is shutting down".to_string()));
+                        } else {
+                            self.next_request += 1;
+                            let id = RequestId(self.next_request);
+                            self.checkpoints.insert(id, reply);
+                            self.core.handle(self.clock.now(), Input::Checkpoint { id });
+                        }
                     }
-                    self.next_request += 1;
-                    let id = RequestId(self.next_request);
-                    self.checkpoints.insert(id, reply);
-                    self.core.handle(self.clock.now(), Input::Checkpoint { id });
+                    Command::Shutdown { done } => {
+                        shutdown.get_or_insert_with(Vec::new).extend(done)
+                    }
                 }
-                Ok(Command::Shutdown { done }) => {
-                    shutdown.get_or_insert_with(Vec::new).extend(done)
+                taken += 1;
+                if taken < MAX_COMMANDS_PER_ROUND {
+                    next = commands.try_recv().ok();
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if !requests.is_empty() {
+                self.core.handle_all(self.clock.now(), requests);
             }
             let now = self.clock.now();
             if self.core.poll_timeout().is_some_and(|at| at <= now) {
@@ -304,7 +306,8 @@ impl Driver {
             }
             self.drain();
         }
-        self.release();
+        // Joining threads and persisting the store block: not on a runtime worker.
+        let _ = tokio::task::spawn_blocking(move || self.release()).await;
         for done in shutdown.into_iter().flatten() {
             let _ = done.send(());
         }
@@ -312,14 +315,13 @@ impl Driver {
         drop(commands);
     }
 
-    /// Persists the store and lets go of the data dir: waits for the background and WAL
-    /// threads, then drops every handle to the store, so that fjall releases its lock before
+    /// Persists the store and lets go of the data dir: waits for the background threads,
+    /// then drops every handle to the store, so that fjall releases its lock before
     /// `close` returns and the directory can be opened again at once.
     fn release(self) {
         let Driver {
             core,
             wal,
-            wal_thread,
             background,
             store,
             slot,
@@ -332,7 +334,6 @@ impl Driver {
             tracing::error!(error = %e, "could not persist the store at shutdown; the WAL still holds every write");
         }
         drop(wal);
-        let _ = wal_thread.join();
         drop(core);
         drop(store);
         drop(slot.close());
@@ -360,10 +361,31 @@ impl Driver {
         progress::report(&mut self.progress, &self.core, &self.unuploaded);
     }
 
-    /// Performs every action the core has queued, in order, then reports the state.
+    /// Performs every action the core has queued, in order — the WAL append last, after the
+    /// replies and events of the round, as its completion feeds the core again — then reports
+    /// the state.
     fn drain(&mut self) {
-        self.perform();
+        loop {
+            self.perform();
+            let Some((io, segment, create, bytes)) = self.append.take() else {
+                break;
+            };
+            let result = self
+                .wal
+                .append(segment, create, &bytes)
+                .map_err(|e| e.to_string());
+            // Before the completion: whoever it acknowledges already sees the new segment.
+            self.publish_segments();
+            self.core
+                .handle(self.clock.now(), Input::IoDone { io, result });
+        }
         self.report();
+    }
+
+    fn publish_segments(&self) {
+        let count = self.wal.segment_count();
+        self.wal_segments
+            .send_if_modified(|c| std::mem::replace(c, count) != count);
     }
 
     fn perform(&mut self) {
@@ -387,15 +409,14 @@ impl Driver {
                     create,
                     bytes,
                 } => {
-                    let _ = self.wal.send(WalJob::Append {
-                        io,
-                        segment,
-                        create,
-                        bytes,
-                    });
+                    // The core has at most one outstanding.
+                    self.append = Some((io, segment, create, bytes));
                 }
                 Action::WalDelete { segment } => {
-                    let _ = self.wal.send(WalJob::Delete { segment });
+                    if let Err(e) = self.wal.delete(segment) {
+                        tracing::warn!(error = %e, "could not delete a sealed WAL segment; it will be retried at the next start");
+                    }
+                    self.publish_segments();
                 }
                 Action::PersistStore { io } => self.background(io, "t4-persist", |s| s.persist()),
                 Action::CompactStore { io, revision } => {

@@ -23,9 +23,12 @@
 //! ## What runs where
 //!
 //! * The [`t4_core::Core`] state machine decides everything (revisions, batching, txn
-//!   outcomes, lease expiry, which WAL segments to delete). A dedicated thread owns it.
-//! * A WAL thread appends group-committed batches to segment files and fdatasyncs them; a
-//!   write is acknowledged only after that.
+//!   outcomes, lease expiry, which WAL segments to delete). One task on the runtime that
+//!   opened the node owns it, so keep that runtime running while the node is in use (a
+//!   current-thread runtime runs the task only while it is driven). The runtime needs
+//!   timers enabled (`enable_all`, as `#[tokio::main]` does); `open` panics without them.
+//! * The same task appends group-committed batches to WAL segment files and fdatasyncs them,
+//!   after answering the previous batch; a write is acknowledged only after that.
 //! * The store is [fjall](https://docs.rs/fjall), written without fsync (the WAL is the
 //!   truth); reads are served from it directly, concurrently, at a consistent revision.
 //! * With [`Config::object_store`] (S3 or any `object_store` implementation), the core's

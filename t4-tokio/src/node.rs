@@ -1,7 +1,6 @@
 //! [`Node`]: the embedded API.
 
 use std::path::Path;
-use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -112,26 +111,40 @@ impl Node {
     /// # }
     /// ```
     ///
+    /// The node's core runs as a task on the runtime `open` is called on: keep that runtime
+    /// running while the node is used (callers may be anywhere, on any runtime). The runtime
+    /// needs timers (`enable_all` or `enable_time`, as `#[tokio::main]` and `#[tokio::test]`
+    /// give); without them `open` panics with tokio's message.
+    ///
     /// With [`Config::object_store`], `open` returns once the node has taken the prefix's
     /// writer term and recovered from the bucket whatever the data dir lacks (logging its
     /// progress); it fails with [`Error::Bootstrap`] if that cannot be done (another node
     /// holds the prefix, the bucket is unreachable or damaged).
     pub async fn open(config: Config) -> Result<Node> {
+        // The core's task waits on timers (lease expiry, segment age): on a runtime without
+        // them, fail here, with tokio's own message, rather than later inside that task.
+        tokio::time::sleep(std::time::Duration::ZERO).await;
+        let runtime = tokio::runtime::Handle::current();
         let remote = config.object_store.clone().map(|store| driver::Remote {
             io: ObjectIo::new(store, &config.object_prefix),
-            runtime: tokio::runtime::Handle::current(),
+            runtime: runtime.clone(),
         });
-        let node = tokio::task::spawn_blocking(move || Node::open_blocking(config, remote))
-            .await
-            .map_err(|e| Error::DataDir {
-                path: Default::default(),
-                reason: format!("open panicked: {e}"),
-            })??;
+        let node =
+            tokio::task::spawn_blocking(move || Node::open_blocking(config, remote, runtime))
+                .await
+                .map_err(|e| Error::DataDir {
+                    path: Default::default(),
+                    reason: format!("open panicked: {e}"),
+                })??;
         node.wait_serving().await?;
         Ok(node)
     }
 
-    fn open_blocking(config: Config, remote: Option<driver::Remote>) -> Result<Node> {
+    fn open_blocking(
+        config: Config,
+        remote: Option<driver::Remote>,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Node> {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             context: "creating the data dir",
@@ -183,7 +196,7 @@ impl Node {
         let (events_tx, events_rx) = broadcast::channel(config.watch_buffer.max(1));
         let (applied_tx, applied_rx) = watch::channel(core.applied_revision());
         let (wal_segments_tx, wal_segments_rx) = watch::channel(wal.segment_count());
-        let (commands_tx, commands_rx) = channel();
+        let (commands_tx, commands_rx) = tokio::sync::mpsc::unbounded_channel();
         let (serving_tx, serving_rx) = watch::channel(Serving::Starting);
         let (unuploaded_tx, unuploaded_rx) = watch::channel(0);
         let shared = Arc::new(Shared {
@@ -204,13 +217,16 @@ impl Node {
             serving: serving_tx,
             unuploaded: unuploaded_tx,
         };
-        driver::spawn(core, wal, clock, &shared, outlets, commands_rx, remote).map_err(
-            |source| Error::Io {
-                context: "starting the node threads",
-                path: dir.clone(),
-                source,
-            },
-        )?;
+        driver::spawn(
+            &runtime,
+            core,
+            wal,
+            clock,
+            &shared,
+            outlets,
+            commands_rx,
+            remote,
+        );
         Ok(Node { shared })
     }
 

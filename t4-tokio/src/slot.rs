@@ -75,7 +75,7 @@ impl StoreSlot {
         }
     }
 
-    /// Takes a new shared view. The core thread calls it after every apply, before it
+    /// Takes a new shared view. The core's task calls it after every apply, before it
     /// answers the requests that apply made durable, so an answered write is always visible
     /// to the reads that follow.
     pub(crate) fn refresh(&self) {

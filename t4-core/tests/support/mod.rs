@@ -101,6 +101,23 @@ impl Driver {
     }
 
     /// Submits a request, completes every IO, and returns its reply.
+    /// Submits several requests with one [`Core::handle_all`]; returns their ids.
+    pub fn submit_all(&mut self, requests: Vec<Request>) -> Vec<RequestId> {
+        let mut ids = Vec::new();
+        let inputs: Vec<Input> = requests
+            .into_iter()
+            .map(|request| {
+                self.next_request += 1;
+                let id = RequestId(self.next_request);
+                ids.push(id);
+                Input::Request { id, request }
+            })
+            .collect();
+        self.core.handle_all(self.now, inputs);
+        self.drain();
+        ids
+    }
+
     pub fn call(&mut self, request: Request) -> Result<Response, Error> {
         let id = self.submit(request);
         self.settle();
