@@ -358,7 +358,7 @@ impl Driver {
             }
             changed
         });
-        progress::report(&mut self.progress, &self.core, &self.unuploaded);
+        progress::report(&mut self.progress, &self.core);
     }
 
     /// Performs every action the core has queued, in order — the WAL append last, after the
@@ -401,6 +401,10 @@ impl Driver {
             *r = applied;
             changed
         });
+        // Likewise the loss window: a write answered in sync mode is already in the bucket.
+        let unuploaded = self.core.unuploaded_entries();
+        self.unuploaded
+            .send_if_modified(|n| std::mem::replace(n, unuploaded) != unuploaded);
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::WalAppend {

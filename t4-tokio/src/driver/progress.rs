@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use t4_core::Core;
 use t4_core::remote::{BootstrapPhase, BootstrapProgress};
-use tokio::sync::watch;
 
 use crate::store::FjallStore;
 
@@ -38,18 +37,10 @@ fn log(progress: &BootstrapProgress) {
     );
 }
 
-/// Logs recovery progress (at each phase change, and every [`EVERY`] within a phase), the
-/// start and end of bucket outages, and publishes the number of acknowledged entries not yet
-/// in the bucket.
+/// Logs recovery progress (at each phase change, and every [`EVERY`] within a phase) and
+/// the start and end of bucket outages.
 #[allow(clippy::disallowed_methods)] // the adapter is where real time enters
-pub(super) fn report(
-    reporter: &mut Reporter,
-    core: &Core<FjallStore>,
-    unuploaded: &watch::Sender<u64>,
-) {
-    let count = core.unuploaded_entries();
-    unuploaded.send_if_modified(|n| std::mem::replace(n, count) != count);
-
+pub(super) fn report(reporter: &mut Reporter, core: &Core<FjallStore>) {
     let outage = core.object_store_outage().map(str::to_string);
     if outage != reporter.outage {
         match &outage {

@@ -250,7 +250,10 @@ impl Store for FjallStore {
             )));
         }
         let mut next = *state;
-        let mut batch = inner.db.batch();
+        // No journal flush per batch (fjall's default hands every batch to the OS with a
+        // write call): the t4 WAL is the truth, so a crash may lose the store's last batches,
+        // which recovery replays; `persist` flushes and syncs before WAL segments go.
+        let mut batch = inner.db.batch().durability(None);
         let mut last = LastWrites::default();
         for op in &entry.ops {
             match op {
