@@ -420,6 +420,12 @@ impl<S: Store> Core<S> {
             .map_or_else(|| self.store.view().revision(), |v| v.revision())
     }
 
+    /// The store view the core took after its last apply, which it reads its decisions
+    /// from: an adapter that publishes a view for reads after each apply can share it.
+    pub fn applied_view(&self) -> Option<&S::View> {
+        self.view.as_ref()
+    }
+
     /// Whether nothing is in flight or waiting: no append, no unanswered request. A node that
     /// shuts down stops taking requests and waits for this before closing the store.
     ///

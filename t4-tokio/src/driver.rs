@@ -21,7 +21,9 @@ use t4_core::checkpoint::{BuildSpec, Built};
 use t4_core::object::{ObjectError, ObjectResponse};
 use t4_core::remote::CheckpointInfo;
 use t4_core::wal::SegmentId;
-use t4_core::{Action, Core, Event, Input, IoId, Request, RequestId, Response, Revision, Store};
+use t4_core::{
+    Action, Core, Event, Input, IoId, ReadView, Request, RequestId, Response, Revision, Store,
+};
 use tokio::sync::mpsc::{UnboundedReceiver as Receiver, UnboundedSender as Sender};
 use tokio::sync::{broadcast, oneshot, watch};
 
@@ -393,7 +395,14 @@ impl Driver {
         let index = self.core.applied_index();
         if index != self.refreshed_index {
             self.refreshed_index = index;
-            self.slot.refresh();
+            // The core took a view right after the apply: share it rather than take another.
+            let view = self
+                .core
+                .applied_view()
+                .filter(|v| v.applied_index() == index)
+                .cloned()
+                .unwrap_or_else(|| self.store.view());
+            self.slot.refresh(view);
         }
         let applied = self.core.applied_revision();
         self.applied.send_if_modified(|r| {

@@ -75,13 +75,13 @@ impl StoreSlot {
         }
     }
 
-    /// Takes a new shared view. The core's task calls it after every apply, before it
+    /// Shares `view` as the latest. The core's task calls it after every apply, before it
     /// answers the requests that apply made durable, so an answered write is always visible
     /// to the reads that follow.
-    pub(crate) fn refresh(&self) {
+    pub(crate) fn refresh(&self, view: FjallView) {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        if let State::Open { store, latest } = &mut *state {
-            *latest = Arc::new(store.view());
+        if let State::Open { latest, .. } = &mut *state {
+            *latest = Arc::new(view);
         }
     }
 
@@ -101,15 +101,13 @@ impl StoreSlot {
     /// dropped theirs.
     pub(crate) fn close(&self) -> Option<FjallStore> {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        let State::Open { store, .. } = &*state else {
+        let State::Open { latest, .. } = &*state else {
             return None;
         };
-        let view = store.view();
         let closed = State::Closed {
-            revision: view.revision(),
-            compact_revision: view.compact_revision(),
+            revision: latest.revision(),
+            compact_revision: latest.compact_revision(),
         };
-        drop(view);
         match std::mem::replace(&mut *state, closed) {
             State::Open { store, .. } => Some(store),
             State::Closed { .. } => None,

@@ -16,6 +16,8 @@ use super::{Inner, corrupt, io, read_leases};
 /// history compacted) after it was taken are invisible to it.
 ///
 /// A view pins the versions it can see inside fjall; hold it for a read, not for ever.
+/// Cloning shares the snapshot (no new one, no new read of the state record).
+#[derive(Clone)]
 pub struct FjallView {
     inner: Arc<Inner>,
     snapshot: Snapshot,
