@@ -178,6 +178,7 @@ mod tests {
         assert_eq!(args.data_dir, PathBuf::from("./t4-data"));
         assert_eq!(args.max_request_bytes, 1_572_864);
         assert_eq!(args.max_txn_ops, 128);
+        assert_eq!(args.read_cache_mb, 64);
         assert_eq!(args.quota(), 2 << 30);
         assert_eq!(
             args.metrics_listen(),

@@ -33,6 +33,10 @@ pub struct Config {
     /// How many published batches a watcher may lag before it catches up from the store
     /// instead (it never misses events either way).
     pub watch_buffer: usize,
+    /// Bound, in bytes, of the in-memory cache of keys' latest versions that answers point
+    /// gets (and the lookups each write makes) without searching the store; `0` switches it
+    /// off. Default 64 MiB.
+    pub read_cache_bytes: u64,
     /// The bucket that makes the node durable beyond its disk (S3 via
     /// `object_store::aws::AmazonS3Builder`, or any other implementation such as
     /// `InMemory` or `LocalFileSystem`). `None` (the default): local durability only.
@@ -63,6 +67,7 @@ impl Config {
             min_lease_ttl: core.min_lease_ttl,
             seed: None,
             watch_buffer: 1024,
+            read_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             object_store: None,
             object_prefix: String::new(),
             remote: RemoteConfig::default(),

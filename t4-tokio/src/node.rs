@@ -167,7 +167,7 @@ impl Node {
                 }
             })?;
         }
-        let store = FjallStore::open(&dir.join("store"))?;
+        let store = FjallStore::open_with_cache(&dir.join("store"), config.read_cache_bytes)?;
         let recovery =
             t4_core::wal::recover(&segments, store.view().applied_index()).map_err(|source| {
                 Error::Wal {

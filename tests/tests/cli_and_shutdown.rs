@@ -39,6 +39,7 @@ fn help_explains_the_commands_and_every_flag_with_its_environment_variable() {
         ("--node-id", "T4_NODE_ID"),
         ("--max-request-bytes", "T4_MAX_REQUEST_BYTES"),
         ("--max-txn-ops", "T4_MAX_TXN_OPS"),
+        ("--read-cache-mb", "T4_READ_CACHE_MB"),
         ("--quota-backend-bytes", "T4_QUOTA_BACKEND_BYTES"),
         (
             "--watch-progress-notify-interval",

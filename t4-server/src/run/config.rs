@@ -57,6 +57,11 @@ pub struct RunArgs {
     #[arg(long, env = "T4_MAX_TXN_OPS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_txn_ops: u32,
 
+    /// Size, in MiB, of the in-memory cache of keys' latest versions that answers point
+    /// reads without searching the store; 0 turns it off.
+    #[arg(long, env = "T4_READ_CACHE_MB", default_value_t = 64)]
+    pub read_cache_mb: u64,
+
     /// Size of the data directory (bytes) above which the NOSPACE alarm is raised and writes
     /// that add data are refused, as in etcd. 0 means etcd's default, 2 GiB.
     #[arg(long, env = "T4_QUOTA_BACKEND_BYTES", default_value_t = 0)]

@@ -85,6 +85,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut config = t4::Config::new(&args.data_dir);
     config.max_request_bytes = args.max_request_bytes as usize;
     config.max_txn_ops = args.max_txn_ops as usize;
+    config.read_cache_bytes = args.read_cache_mb.saturating_mul(1 << 20);
     args.remote.apply(&mut config, &name)?;
     let bucket = args.remote.s3.enabled().then(|| args.remote.s3.describe());
     if let Some(bucket) = &bucket {

@@ -17,6 +17,7 @@ use super::{Inner, io};
 
 pub(super) fn load(inner: &Inner, image: &CheckpointImage) -> Result<(), StoreError> {
     let mut state = inner.lock_state();
+    inner.cache.replace_store(None);
     inner.commit_state(&State::default())?;
     *state = State::default();
     inner
@@ -78,5 +79,6 @@ pub(super) fn load(inner: &Inner, image: &CheckpointImage) -> Result<(), StoreEr
         .persist(PersistMode::SyncAll)
         .map_err(io("loading a checkpoint"))?;
     *state = next;
+    inner.cache.replace_store(Some(next.revision));
     Ok(())
 }

@@ -41,6 +41,7 @@
 //! extra history that the next compaction removes.
 
 mod batch;
+mod cache;
 mod checkpoint;
 mod format;
 mod view;
@@ -60,6 +61,7 @@ use t4_core::wal::{Change, LogEntry, LogOp};
 use t4_core::{LeaseId, Revision, Store, StoreError};
 
 use batch::BoundedBatch;
+use cache::LatestCache;
 use format::State;
 pub use view::FjallView;
 
@@ -85,6 +87,8 @@ struct Inner {
     /// this lock across building and committing its batch, so writers never lose each
     /// other's fields. Readers never take it: a view reads `state` from its snapshot.
     state: Mutex<State>,
+    /// Latest versions of recently read keys, kept right by every apply (`cache.rs`).
+    cache: LatestCache,
 }
 
 impl std::fmt::Debug for FjallStore {
@@ -104,15 +108,26 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
+/// Default bound of the latest-version cache: 64 MiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+
 const KEYSPACES: [&str; 5] = ["latest", "history", "revlog", "leases", "lease_keys"];
 
 impl FjallStore {
-    /// Opens the store in directory `path`, creating it if needed.
+    /// Opens the store in directory `path`, creating it if needed, with a latest-version
+    /// cache of [`DEFAULT_CACHE_BYTES`].
     ///
     /// Fails with [`StoreError::Corrupt`] if the directory holds a store written by a newer
     /// t4 (a higher format version) or something that is not a t4 store, and with
     /// [`StoreError::Io`] if fjall cannot open it.
     pub fn open(path: &Path) -> Result<FjallStore, StoreError> {
+        FjallStore::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`FjallStore::open`] with a latest-version cache of at most `cache_bytes` (0: none).
+    /// The cache answers point reads at the current revision — and the core's lookups of
+    /// the keys it writes — without searching fjall.
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<FjallStore, StoreError> {
         let db = Database::builder(path)
             .open()
             .map_err(|e| StoreError::Io(format!("opening the store at {}: {e}", path.display())))?;
@@ -128,21 +143,24 @@ impl FjallStore {
             .map_err(io("opening keyspace meta"))?;
         // Check the format before touching anything else: a newer store must stay untouched.
         let state = existing_state(&meta, path)?;
+        let fresh_state = state.is_none();
         let [latest, history, revlog, leases, lease_keys] = KEYSPACES.map(|name| {
             db.keyspace(name, KeyspaceCreateOptions::default)
                 .map_err(|e| StoreError::Io(format!("opening store keyspace {name}: {e}")))
         });
+        let state = state.unwrap_or_default();
         let inner = Inner {
             latest: latest?,
             history: history?,
             revlog: revlog?,
             leases: leases?,
             lease_keys: lease_keys?,
-            state: Mutex::new(state.unwrap_or_default()),
+            state: Mutex::new(state),
+            cache: LatestCache::new(cache_bytes, state.revision),
             meta,
             db,
         };
-        if state.is_none() {
+        if fresh_state {
             let mut batch = inner.db.batch();
             batch.insert(
                 &inner.meta,
@@ -214,7 +232,8 @@ impl Inner {
 /// batch once.
 #[derive(Default)]
 struct LastWrites {
-    latest: BTreeMap<Bytes, Option<Bytes>>,
+    /// Key → its new version and mod revision, or `None` for a delete.
+    latest: BTreeMap<Bytes, Option<(Revision, Bytes)>>,
     lease_keys: BTreeMap<Vec<u8>, bool>,
     leases: BTreeMap<LeaseId, Option<i64>>,
 }
@@ -277,7 +296,7 @@ impl Store for FjallStore {
                             Change::Put { kv, prev_lease } => {
                                 let version = Bytes::from(format::encode_version(kv));
                                 batch.insert(&inner.history, hk, version.clone());
-                                last.latest.insert(key.clone(), Some(version));
+                                last.latest.insert(key.clone(), Some((*revision, version)));
                                 if *prev_lease != kv.lease {
                                     last.detach(*prev_lease, key);
                                 }
@@ -309,10 +328,21 @@ impl Store for FjallStore {
                 }
             }
         }
+        // The cache changes before the commit, so that no view at the new revision can find
+        // an entry older than its snapshot (`cache.rs`).
+        if next.revision > state.revision {
+            inner.cache.start_apply(next.revision);
+        }
         for (key, version) in last.latest {
             match version {
-                Some(v) => batch.insert(&inner.latest, key, v),
-                None => batch.remove(&inner.latest, key),
+                Some((revision, v)) => {
+                    inner.cache.put(&key, revision, v.clone());
+                    batch.insert(&inner.latest, key, v);
+                }
+                None => {
+                    inner.cache.delete(&key);
+                    batch.remove(&inner.latest, key);
+                }
             }
         }
         for (key, attached) in last.lease_keys {
@@ -331,7 +361,10 @@ impl Store for FjallStore {
         }
         next.applied_index = entry.index;
         batch.insert(&inner.meta, format::STATE_KEY, next.encode());
-        batch.commit().map_err(io("applying an entry"))?;
+        if let Err(e) = batch.commit() {
+            inner.cache.clear();
+            return Err(io("applying an entry")(e));
+        }
         *state = next;
         Ok(())
     }

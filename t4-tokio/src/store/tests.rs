@@ -541,3 +541,190 @@ fn reads_with_keys_or_bounds_longer_than_any_key_match_the_model_and_do_not_pani
         }
     }
 }
+
+// The latest-version cache (cache.rs): point reads through it answer exactly what the
+// snapshot holds, whatever was cached, evicted, or read from an older view meanwhile.
+
+#[test]
+fn fjall_store_keeps_the_store_contract_with_a_tiny_cache_and_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    for cache_bytes in [0, 2048] {
+        conformance::run_all(&mut || {
+            n += 1;
+            FjallStore::open_with_cache(&dir.path().join(n.to_string()), cache_bytes).unwrap()
+        });
+    }
+}
+
+fn get(view: &impl ReadView, k: &Bytes) -> Option<Bytes> {
+    view.get(k, view.revision()).unwrap().map(|kv| kv.value)
+}
+
+fn put(store: &FjallStore, w: &mut Writer, k: &Bytes, value: &'static str) {
+    let op = w.revision(vec![W::Put(
+        k.clone(),
+        Bytes::from_static(value.as_bytes()),
+        0,
+    )]);
+    store.apply(&w.entry(vec![op])).unwrap();
+}
+
+#[test]
+fn a_read_from_a_view_older_than_an_apply_does_not_fill_the_cache_with_its_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::open(dir.path()).unwrap();
+    let mut w = Writer::new();
+    let k = key(1);
+    put(&store, &mut w, &k, "v1");
+    let old = store.view();
+    put(&store, &mut w, &k, "v2");
+    // The old view reads v1 from its snapshot; were that admitted to the cache as the key's
+    // latest version, the next read at the newest revision would answer v1.
+    assert_eq!(get(&old, &k).unwrap(), "v1");
+    assert_eq!(get(&store.view(), &k).unwrap(), "v2");
+    assert_eq!(
+        store.view().get_current(k.clone()).unwrap().unwrap().value,
+        "v2"
+    );
+}
+
+#[test]
+fn cached_versions_follow_puts_and_deletes_and_old_views_keep_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::open(dir.path()).unwrap();
+    let mut w = Writer::new();
+    let k = key(7);
+    put(&store, &mut w, &k, "v1");
+    let at_v1 = store.view();
+    // Read twice: the first read fills the cache, the second is answered by it.
+    for _ in 0..2 {
+        assert_eq!(get(&store.view(), &k).unwrap(), "v1");
+    }
+    put(&store, &mut w, &k, "v2");
+    let at_v2 = store.view();
+    assert_eq!(get(&at_v2, &k).unwrap(), "v2");
+    // The cache holds v2 now; the view at v1 must not take it.
+    assert_eq!(get(&at_v1, &k).unwrap(), "v1");
+    let del = w.revision(vec![W::Del(k.clone())]);
+    store.apply(&w.entry(vec![del])).unwrap();
+    assert_eq!(get(&store.view(), &k), None);
+    assert_eq!(store.view().get_current(k.clone()).unwrap(), None);
+    assert_eq!(get(&at_v2, &k).unwrap(), "v2");
+    put(&store, &mut w, &k, "v3");
+    let kv = store.view().get_current(k.clone()).unwrap().unwrap();
+    assert_eq!((kv.value.as_ref(), kv.version), (&b"v3"[..], 1));
+    assert_eq!(get(&at_v1, &k).unwrap(), "v1");
+}
+
+#[test]
+fn a_loaded_checkpoint_replaces_cached_versions_even_for_views_from_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::open(dir.path()).unwrap();
+    let mut w = Writer::new();
+    let (a, gone) = (key(1), key(2));
+    put(&store, &mut w, &a, "before");
+    put(&store, &mut w, &gone, "before");
+    let before = store.view();
+    assert_eq!(get(&before, &a).unwrap(), "before");
+    assert_eq!(get(&before, &gone).unwrap(), "before");
+    // An image at the same revision as the view from before it, so that only the cache's
+    // generation tells the two stores apart.
+    let image = t4_core::CheckpointImage {
+        index: 10,
+        revision: before.revision(),
+        compact_revision: 0,
+        kvs: vec![KeyValue {
+            key: a.clone(),
+            value: Bytes::from_static(b"loaded"),
+            create_revision: 2,
+            mod_revision: 2,
+            version: 1,
+            lease: 0,
+        }],
+        leases: vec![],
+    };
+    store.load_checkpoint(&image).unwrap();
+    // The old view still reads its own snapshot, and its reads must not fill the cache.
+    assert_eq!(get(&before, &a).unwrap(), "before");
+    assert_eq!(get(&before, &gone).unwrap(), "before");
+    let after = store.view();
+    assert_eq!(get(&after, &a).unwrap(), "loaded");
+    assert_eq!(get(&after, &gone), None);
+}
+
+mod cache_model {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Put(usize, u8),
+        Delete(usize),
+        /// Keep a view of the current revision.
+        Hold,
+        /// Read a key through the newest view.
+        Read(usize),
+        /// Read a key through the `n`th held view (modulo how many are held).
+        ReadOld(usize, usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0..12usize, any::<u8>()).prop_map(|(k, v)| Op::Put(k, v)),
+            1 => (0..12usize).prop_map(Op::Delete),
+            1 => Just(Op::Hold),
+            3 => (0..12usize).prop_map(Op::Read),
+            2 => (0..12usize, any::<usize>()).prop_map(|(k, n)| Op::ReadOld(k, n)),
+        ]
+    }
+
+    proptest! {
+        /// Point reads of a store with a cache that holds a few entries (so they are
+        /// evicted and refilled all the time) answer what the in-memory store answers,
+        /// through the newest view and through views held across later writes.
+        #[test]
+        fn point_reads_through_a_small_cache_match_the_model(
+            ops in proptest::collection::vec(op(), 1..120)
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let fjall = FjallStore::open_with_cache(dir.path(), 1024).unwrap();
+            let mem = MemStore::new();
+            let mut w = Writer::new();
+            let mut held = Vec::new();
+            for op in ops {
+                let writes = match op {
+                    Op::Put(k, v) => vec![W::Put(key(k), Bytes::from(vec![v; 1 + v as usize]), 0)],
+                    Op::Delete(k) if w.live.contains_key(&key(k)) => vec![W::Del(key(k))],
+                    Op::Delete(_) => vec![],
+                    Op::Hold => {
+                        held.push((fjall.view(), mem.view()));
+                        vec![]
+                    }
+                    Op::Read(k) => {
+                        let (f, m) = (fjall.view(), mem.view());
+                        prop_assert_eq!(f.get(&key(k), f.revision()), m.get(&key(k), m.revision()));
+                        prop_assert_eq!(
+                            f.get_current(key(k)).unwrap(),
+                            m.get(&key(k), m.revision()).unwrap()
+                        );
+                        vec![]
+                    }
+                    Op::ReadOld(k, n) if !held.is_empty() => {
+                        let (f, m) = &held[n % held.len()];
+                        prop_assert_eq!(f.get(&key(k), f.revision()), m.get(&key(k), m.revision()));
+                        vec![]
+                    }
+                    Op::ReadOld(..) => vec![],
+                };
+                if !writes.is_empty() {
+                    let op = w.revision(writes);
+                    let entry = w.entry(vec![op]);
+                    fjall.apply(&entry).unwrap();
+                    mem.apply(&entry).unwrap();
+                }
+            }
+        }
+    }
+}

@@ -22,6 +22,8 @@ pub struct FjallView {
     inner: Arc<Inner>,
     snapshot: Snapshot,
     state: State,
+    /// The latest-version cache's generation when the snapshot was taken.
+    generation: u64,
     /// Set when the view's own `state` could not be read: every read then fails with it.
     broken: Option<StoreError>,
 }
@@ -53,6 +55,9 @@ fn storable_bound(bound: &[u8]) -> Cow<'_, [u8]> {
 
 impl FjallView {
     pub(super) fn new(inner: Arc<Inner>) -> FjallView {
+        // Before the snapshot: a checkpoint install between the two then refuses this
+        // view's fills instead of taking them as the new store's.
+        let generation = inner.cache.generation();
         let snapshot = inner.db.snapshot();
         let read = match snapshot.get(&inner.meta, format::STATE_KEY) {
             Ok(Some(raw)) => State::decode(&raw).ok_or_else(|| corrupt("malformed state record")),
@@ -69,6 +74,7 @@ impl FjallView {
             inner,
             snapshot,
             state,
+            generation,
             broken,
         }
     }
@@ -94,13 +100,28 @@ impl FjallView {
         Ok(rev)
     }
 
-    /// The stored latest version of `key`, undecoded.
-    fn latest_version(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
-        Ok(self
+    /// `key` at the view's revision, from the latest-version cache if it holds the key's
+    /// version there, else from `latest` (and offered to the cache).
+    fn current(&self, key: Bytes) -> Result<Option<KeyValue>, StoreError> {
+        let at = self.state.revision;
+        if let Some(version) = self.inner.cache.get(&key, at) {
+            return format::decode_version(key, version).map_err(corrupt);
+        }
+        let Some(version) = self
             .snapshot
-            .get(&self.inner.latest, key)
+            .get(&self.inner.latest, &key)
             .map_err(io("reading a key"))?
-            .map(Bytes::from))
+            .map(Bytes::from)
+        else {
+            return Ok(None);
+        };
+        let kv = format::decode_version(key, version.clone()).map_err(corrupt)?;
+        if let Some(kv) = &kv {
+            self.inner
+                .cache
+                .fill(&kv.key, kv.mod_revision, &version, at, self.generation);
+        }
+        Ok(kv)
     }
 
     /// `key` at the view's revision: what [`ReadView::get`] answers at
@@ -110,10 +131,7 @@ impl FjallView {
         if key.len() > MAX_KEY_LEN {
             return Ok(None);
         }
-        match self.latest_version(&key)? {
-            None => Ok(None),
-            Some(v) => format::decode_version(key, v).map_err(corrupt),
-        }
+        self.current(key)
     }
 
     fn get_history(&self, key: &[u8], rev: Revision) -> Result<Option<KeyValue>, StoreError> {
@@ -228,10 +246,7 @@ impl ReadView for FjallView {
             return Ok(None);
         }
         if rev == self.state.revision {
-            match self.latest_version(key)? {
-                None => Ok(None),
-                Some(v) => format::decode_version(Bytes::copy_from_slice(key), v).map_err(corrupt),
-            }
+            self.current(Bytes::copy_from_slice(key))
         } else {
             self.get_history(key, rev)
         }
