@@ -122,6 +122,17 @@ pub(crate) fn is_tombstone(version: &[u8]) -> bool {
     version.first() == Some(&TAG_TOMBSTONE)
 }
 
+/// The mod revision of a put's version, read from its header alone; `None` for a deletion
+/// or a malformed version.
+pub(crate) fn version_mod_revision(version: &[u8]) -> Option<Revision> {
+    match version.first() {
+        Some(&TAG_PUT) if version.len() >= PUT_HEADER => {
+            Some(i64::from_be_bytes(array(&version[9..17])?))
+        }
+        _ => None,
+    }
+}
+
 /// Decodes a version of `key`: `Ok(None)` for a deletion. The value shares `version`'s
 /// memory.
 pub(crate) fn decode_version(key: Bytes, version: Bytes) -> Result<Option<KeyValue>, String> {
@@ -378,6 +389,8 @@ mod tests {
             };
             let enc = Bytes::from(encode_version(&kv));
             prop_assert!(!is_tombstone(&enc));
+            prop_assert_eq!(version_mod_revision(&enc), Some(modr));
+            prop_assert_eq!(version_mod_revision(TOMBSTONE), None);
             prop_assert_eq!(decode_version(kv.key.clone(), enc), Ok(Some(kv)));
         }
 

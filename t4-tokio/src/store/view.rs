@@ -100,28 +100,27 @@ impl FjallView {
         Ok(rev)
     }
 
-    /// `key` at the view's revision, from the latest-version cache if it holds the key's
-    /// version there, else from `latest` (and offered to the cache).
-    fn current(&self, key: Bytes) -> Result<Option<KeyValue>, StoreError> {
+    /// The latest version of `key` (undecoded) at the view's revision: from the
+    /// latest-version cache if it holds the key's version there, else from `latest` (and
+    /// then offered to the cache).
+    fn current_version(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
         let at = self.state.revision;
-        if let Some(version) = self.inner.cache.get(&key, at) {
-            return format::decode_version(key, version).map_err(corrupt);
+        if let Some(version) = self.inner.cache.get(key, at) {
+            return Ok(Some(version));
         }
-        let Some(version) = self
+        let version = self
             .snapshot
-            .get(&self.inner.latest, &key)
+            .get(&self.inner.latest, key)
             .map_err(io("reading a key"))?
-            .map(Bytes::from)
-        else {
-            return Ok(None);
-        };
-        let kv = format::decode_version(key, version.clone()).map_err(corrupt)?;
-        if let Some(kv) = &kv {
+            .map(Bytes::from);
+        if let Some(version) = &version
+            && let Some(mod_revision) = format::version_mod_revision(version)
+        {
             self.inner
                 .cache
-                .fill(&kv.key, kv.mod_revision, &version, at, self.generation);
+                .fill(key, mod_revision, version, at, self.generation);
         }
-        Ok(kv)
+        Ok(version)
     }
 
     /// `key` at the view's revision: what [`ReadView::get`] answers at
@@ -131,7 +130,10 @@ impl FjallView {
         if key.len() > MAX_KEY_LEN {
             return Ok(None);
         }
-        self.current(key)
+        match self.current_version(&key)? {
+            None => Ok(None),
+            Some(v) => format::decode_version(key, v).map_err(corrupt),
+        }
     }
 
     fn get_history(&self, key: &[u8], rev: Revision) -> Result<Option<KeyValue>, StoreError> {
@@ -246,7 +248,10 @@ impl ReadView for FjallView {
             return Ok(None);
         }
         if rev == self.state.revision {
-            self.current(Bytes::copy_from_slice(key))
+            match self.current_version(key)? {
+                None => Ok(None),
+                Some(v) => format::decode_version(Bytes::copy_from_slice(key), v).map_err(corrupt),
+            }
         } else {
             self.get_history(key, rev)
         }
