@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use common::{b, open, within};
+use common::{b, config, open, within};
 use t4::{PutRequest, RangeRequest, RequestOp, TxnRequest};
 
 fn pair_txn(i: u64) -> TxnRequest {
@@ -109,4 +109,85 @@ async fn a_write_is_visible_to_every_read_that_starts_after_it_is_acknowledged()
         assert!(reader.current_revision() >= rev);
     }
     node.close().await.unwrap();
+}
+
+/// Point gets go through the latest-version cache. With a cache of a few entries (evicted
+/// and refilled all the time) and readers on other threads, a get never answers a value
+/// older than one already acknowledged, nor older than one it saw before, and never one
+/// written to another key: stale fills from views older than a write would break this.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn point_gets_through_a_small_cache_never_go_back_while_writers_run() {
+    for cache_bytes in [1024, 64 << 20] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path());
+        config.read_cache_bytes = cache_bytes;
+        let node = t4::Node::open(config).await.unwrap();
+        const KEYS: usize = 24;
+        let key = |k: usize| format!("cached/{k:02}");
+        // The newest value of each key whose put was acknowledged (values are counters,
+        // `i * KEYS + k` for key `k`, so they only grow).
+        let acked: Arc<Vec<AtomicU64>> = Arc::new((0..KEYS).map(|_| AtomicU64::new(0)).collect());
+        for k in 0..KEYS {
+            node.put(key(k), format!("{k}")).await.unwrap();
+            acked[k].store(k as u64, Ordering::SeqCst);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|r| {
+                let (node, stop, acked) = (node.clone(), stop.clone(), acked.clone());
+                std::thread::spawn(move || {
+                    let mut last = [0u64; KEYS];
+                    let mut reads = 0u64;
+                    let mut k = r;
+                    while !stop.load(Ordering::Relaxed) {
+                        k = (k * 7 + 3) % KEYS;
+                        let floor = acked[k].load(Ordering::SeqCst);
+                        let kv = futures::executor::block_on(node.get(key(k)))
+                            .unwrap()
+                            .unwrap();
+                        let v: u64 = std::str::from_utf8(&kv.value).unwrap().parse().unwrap();
+                        assert_eq!(v as usize % KEYS, k, "a value of another key");
+                        assert!(
+                            v >= floor,
+                            "{}: read {v} after {floor} was acknowledged",
+                            key(k)
+                        );
+                        assert!(
+                            v >= last[k],
+                            "{}: read {v} after reading {}",
+                            key(k),
+                            last[k]
+                        );
+                        last[k] = v;
+                        reads += 1;
+                    }
+                    reads
+                })
+            })
+            .collect();
+        let writers: Vec<_> = (0..2)
+            .map(|w| {
+                let (node, acked) = (node.clone(), acked.clone());
+                tokio::spawn(async move {
+                    // Writer `w` owns the keys `k % 2 == w`, so each key's values grow.
+                    for i in 1..300u64 {
+                        for k in (w..KEYS).step_by(2) {
+                            if (i + k as u64).is_multiple_of(5) {
+                                let v = i * KEYS as u64 + k as u64;
+                                node.put(key(k), format!("{v}")).await.unwrap();
+                                acked[k].store(v, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            within("writers", w).await.unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        let reads: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+        assert!(reads > 0);
+        node.close().await.unwrap();
+    }
 }
