@@ -45,8 +45,21 @@ fn replay_seed_from_env_or_a_fixed_set() {
         Err(_) => {
             // Seeds that once found something, plus a few ordinary ones. 357808861: an
             // unknown delete of a lease's only key, then that lease's expiry, in one entry
-            // (the checker once read the pair as the expiry alone).
-            for seed in [0, 1, 110, 1458, 1534, 2931, 357_808_861] {
+            // (the checker once read the pair as the expiry alone). 558351916 and 558343905:
+            // a lease's expiry deleting its key, then later in the same entry an unknown
+            // delete that only one request could have made (the checker once gave that
+            // request to the expiry's revision and had none left for the later delete).
+            for seed in [
+                0,
+                1,
+                110,
+                1458,
+                1534,
+                2931,
+                357_808_861,
+                558_343_905,
+                558_351_916,
+            ] {
                 check(&Scenario::new(seed));
             }
         }

@@ -52,11 +52,11 @@ use std::collections::{BTreeMap, BinaryHeap};
 use bytes::Bytes;
 use t4_core::request::{RequestOp, ResponseOp, TxnRequest};
 use t4_core::wal::{Change, LogOp};
-use t4_core::{Error, Instant, LeaseId, Request, Response, Revision};
+use t4_core::{Error, Instant, KeyRange, LeaseId, Request, Response, Revision};
 
 use super::{CheckConfig, Kind, Violation, Window};
 use crate::history::{Call, History, Op, Outcome, Reply};
-use crate::logbook::{Epoch, describe_entry};
+use crate::logbook::{Committed, Epoch, describe_entry};
 use crate::model::{self, At, Exec};
 use crate::timeline::Timeline;
 
@@ -185,6 +185,39 @@ fn may_delete(req: &Request) -> bool {
     match req {
         Request::DeleteRange(_) => true,
         Request::Txn(t) => txn_deletes(t),
+        _ => false,
+    }
+}
+
+/// The entries after the one being explained, for a look ahead.
+#[derive(Clone, Copy)]
+struct Later<'e> {
+    entries: &'e [Committed],
+}
+
+impl<'e> Later<'e> {
+    fn ops(self) -> impl Iterator<Item = &'e LogOp> {
+        self.entries.iter().flat_map(|c| c.entry.ops.iter())
+    }
+}
+
+/// Whether `req` has a delete whose range holds every one of `keys` (so that, run at some
+/// point, it may have deleted exactly them).
+fn could_delete(req: &Request, keys: &[&Bytes]) -> bool {
+    fn covers(key: &Bytes, range_end: &Bytes, keys: &[&Bytes]) -> bool {
+        let range = KeyRange::from_etcd(key, range_end);
+        keys.iter().all(|k| range.contains(k))
+    }
+    fn in_txn(t: &TxnRequest, keys: &[&Bytes]) -> bool {
+        t.success.iter().chain(&t.failure).any(|op| match op {
+            RequestOp::DeleteRange(d) => covers(&d.key, &d.range_end, keys),
+            RequestOp::Txn(n) => in_txn(n, keys),
+            _ => false,
+        })
+    }
+    match req {
+        Request::DeleteRange(d) => covers(&d.key, &d.range_end, keys),
+        Request::Txn(t) => in_txn(t, keys),
         _ => false,
     }
 }
@@ -381,11 +414,14 @@ impl<'h> Checker<'h> {
 
     /// Walks the log, explaining each step by a request; false if the walk had to stop.
     fn place_writes(&mut self, epoch: &Epoch) -> bool {
-        for c in &epoch.entries {
+        for (k, c) in epoch.entries.iter().enumerate() {
             let ops = &c.entry.ops;
             let mut i = 0;
             while i < ops.len() {
-                let (len, producer) = self.producer_of(ops, i, c.written_at);
+                let later = Later {
+                    entries: &epoch.entries[k + 1..],
+                };
+                let (len, producer) = self.producer_of(ops, i, c.written_at, later);
                 let group = &ops[i..i + len];
                 i += len;
                 match producer {
@@ -460,6 +496,7 @@ impl<'h> Checker<'h> {
         ops: &[LogOp],
         i: usize,
         written_at: Instant,
+        later: Later<'_>,
     ) -> (usize, Option<Producer>) {
         match &ops[i] {
             LogOp::Revision { revision, changes } => {
@@ -472,13 +509,17 @@ impl<'h> Checker<'h> {
                 // no revision then). Both are possible when such a deleter's outcome is
                 // unknown; the split is taken, as it only adds a state (the keys gone, the
                 // lease still there) between the two, so it never refuses an answer the
-                // grouped reading allows.
+                // grouped reading allows — unless that deleter is the only unused request that
+                // could have made a later, unclaimed delete (in this entry or after): then the
+                // grouped reading, which leaves the deleter to it, is taken.
                 if let Some(LogOp::LeaseRevoke { id }) = ops.get(i + 1)
                     && changes
                         .iter()
                         .all(|c| matches!(c, Change::Delete { prev_lease, .. } if prev_lease == id))
                 {
-                    if let Some(w) = self.pick(&self.deleters, &ops[i..i + 1], written_at) {
+                    if let Some(w) = self.pick(&self.deleters, &ops[i..i + 1], written_at)
+                        && !self.needed_later(w, ops[i + 2..].iter().chain(later.ops()))
+                    {
                         return (1, Some(Producer::Item(w)));
                     }
                     let group = &ops[i..i + 2];
@@ -519,6 +560,37 @@ impl<'h> Checker<'h> {
                 )
             }
         }
+    }
+
+    /// Whether deleter `w` is the only unused request that could have made one of the
+    /// delete-only revisions of `later` that no acknowledged request claims.
+    fn needed_later<'a>(&self, w: usize, mut later: impl Iterator<Item = &'a LogOp>) -> bool {
+        later.any(|op| {
+            let LogOp::Revision { revision, changes } = op else {
+                return false;
+            };
+            let keys: Vec<&Bytes> = changes
+                .iter()
+                .map(|c| match c {
+                    Change::Delete { key, .. } => Some(key),
+                    Change::Put { .. } => None,
+                })
+                .collect::<Option<_>>()
+                .unwrap_or_default();
+            if keys.is_empty() || self.by_rev.contains_key(revision) {
+                return false;
+            }
+            let could = |d: usize| {
+                self.items[d]
+                    .request()
+                    .is_some_and(|req| could_delete(req, &keys))
+            };
+            could(w)
+                && !self
+                    .deleters
+                    .iter()
+                    .any(|&d| d != w && self.items[d].pos.is_none() && could(d))
+        })
     }
 
     /// An acknowledged revoke of `id` if there is one, else the lease's expiry (an unknown
