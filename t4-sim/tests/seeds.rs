@@ -45,10 +45,11 @@ fn replay_seed_from_env_or_a_fixed_set() {
         Err(_) => {
             // Seeds that once found something, plus a few ordinary ones. 357808861: an
             // unknown delete of a lease's only key, then that lease's expiry, in one entry
-            // (the checker once read the pair as the expiry alone). 558351916 and 558343905:
-            // a lease's expiry deleting its key, then later in the same entry an unknown
-            // delete that only one request could have made (the checker once gave that
-            // request to the expiry's revision and had none left for the later delete).
+            // (the checker once read the pair as the expiry alone). 558351916, 558343905 and
+            // 900001822: a lease's revoke or expiry deleting its key, then later in the same
+            // entry an unknown delete that only one request could have made (the checker once
+            // gave that request to the revoke's revision and had none left for the later
+            // delete).
             for seed in [
                 0,
                 1,
@@ -59,6 +60,7 @@ fn replay_seed_from_env_or_a_fixed_set() {
                 357_808_861,
                 558_343_905,
                 558_351_916,
+                900_001_822,
             ] {
                 check(&Scenario::new(seed));
             }

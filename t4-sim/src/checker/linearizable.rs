@@ -52,7 +52,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use bytes::Bytes;
 use t4_core::request::{RequestOp, ResponseOp, TxnRequest};
 use t4_core::wal::{Change, LogOp};
-use t4_core::{Error, Instant, KeyRange, LeaseId, Request, Response, Revision};
+use t4_core::{Error, Instant, LeaseId, Request, Response, Revision};
 
 use super::{CheckConfig, Kind, Violation, Window};
 use crate::history::{Call, History, Op, Outcome, Reply};
@@ -189,37 +189,18 @@ fn may_delete(req: &Request) -> bool {
     }
 }
 
-/// The entries after the one being explained, for a look ahead.
-#[derive(Clone, Copy)]
-struct Later<'e> {
-    entries: &'e [Committed],
-}
+/// How many ops one request produced, and which request (`None`: none explains them).
+type Reading = (usize, Option<Producer>);
 
-impl<'e> Later<'e> {
-    fn ops(self) -> impl Iterator<Item = &'e LogOp> {
-        self.entries.iter().flat_map(|c| c.entry.ops.iter())
-    }
-}
+/// Most alternative readings open at once in a walk (each may double its length).
+const MAX_OPEN_CHOICES: u32 = 8;
 
-/// Whether `req` has a delete whose range holds every one of `keys` (so that, run at some
-/// point, it may have deleted exactly them).
-fn could_delete(req: &Request, keys: &[&Bytes]) -> bool {
-    fn covers(key: &Bytes, range_end: &Bytes, keys: &[&Bytes]) -> bool {
-        let range = KeyRange::from_etcd(key, range_end);
-        keys.iter().all(|k| range.contains(k))
-    }
-    fn in_txn(t: &TxnRequest, keys: &[&Bytes]) -> bool {
-        t.success.iter().chain(&t.failure).any(|op| match op {
-            RequestOp::DeleteRange(d) => covers(&d.key, &d.range_end, keys),
-            RequestOp::Txn(n) => in_txn(n, keys),
-            _ => false,
-        })
-    }
-    match req {
-        Request::DeleteRange(d) => covers(&d.key, &d.range_end, keys),
-        Request::Txn(t) => in_txn(t, keys),
-        _ => false,
-    }
+/// A walk's state at a choice, to rewind to.
+struct Saved {
+    positions: Vec<Option<usize>>,
+    timeline: Timeline,
+    expiries: Vec<(LeaseId, Instant)>,
+    out: LinResult,
 }
 
 /// Who produced a step of the log.
@@ -414,54 +395,105 @@ impl<'h> Checker<'h> {
 
     /// Walks the log, explaining each step by a request; false if the walk had to stop.
     fn place_writes(&mut self, epoch: &Epoch) -> bool {
-        for (k, c) in epoch.entries.iter().enumerate() {
+        self.place_from(epoch, 0, 0, 0)
+    }
+
+    /// Walks the log from op `i` of entry `k` on. Where two readings of the log are possible
+    /// (see [`Checker::producer_of`]), the first is tried on the rest of the walk and, if
+    /// that finds a violation, the walk is rewound and the second taken: `choices` counts
+    /// the open alternatives, so that a log full of them cannot make the walk exponential.
+    fn place_from(&mut self, epoch: &Epoch, mut k: usize, mut i: usize, choices: u32) -> bool {
+        while let Some(c) = epoch.entries.get(k) {
             let ops = &c.entry.ops;
-            let mut i = 0;
             while i < ops.len() {
-                let later = Later {
-                    entries: &epoch.entries[k + 1..],
-                };
-                let (len, producer) = self.producer_of(ops, i, c.written_at, later);
-                let group = &ops[i..i + len];
-                i += len;
-                match producer {
-                    Some(p) => {
-                        if let Producer::Expiry(id) = p {
-                            self.expiries.push((id, c.written_at));
-                        }
-                        self.explain(p, group, &describe_entry(&c.entry))
+                let (first, second) = self.producer_of(ops, i, c.written_at);
+                if let Some(second) = second.filter(|_| choices < MAX_OPEN_CHOICES) {
+                    let saved = self.save();
+                    let before = self.out.violations.len();
+                    let done = self.place_step(c, i, first)
+                        && self.place_from(epoch, k, i + first.0, choices + 1);
+                    if self.out.violations.len() == before {
+                        return done;
                     }
-                    None => {
-                        let failed = self.failed_candidates(group);
-                        let detail = match self.failed_producer(&failed, group, c.written_at) {
-                            Some(f) => format!(
-                                "{} was answered \"failed\" (which promises it changed nothing), yet it took effect: {}",
-                                self.items[f].op,
-                                describe_entry(&c.entry)
-                            ),
-                            None => format!(
-                                "no request explains this committed change (a write nobody asked for, or one applied twice): {:?} in {}",
-                                group,
-                                describe_entry(&c.entry)
-                            ),
-                        };
-                        self.violate(detail);
-                    }
+                    self.restore(saved);
+                    return self.place_step(c, i, second)
+                        && self.place_from(epoch, k, i + second.0, choices + 1);
                 }
-                if let Err(e) = self.timeline.step(group) {
-                    let detail = format!(
-                        "the committed log is inconsistent at {}: {e}",
-                        describe_entry(&c.entry)
-                    );
-                    self.violate(detail);
+                if !self.place_step(c, i, first) {
                     return false;
                 }
-                if let Some(Producer::Item(p)) = producer {
-                    self.items[p].pos = Some(self.timeline.last_step());
-                }
+                i += first.0;
             }
+            k += 1;
+            i = 0;
         }
         true
+    }
+
+    /// Explains the `len` ops of `c` from `i` on by `producer`, and steps the timeline;
+    /// false if the walk has to stop.
+    fn place_step(
+        &mut self,
+        c: &Committed,
+        i: usize,
+        (len, producer): (usize, Option<Producer>),
+    ) -> bool {
+        let group = &c.entry.ops[i..i + len];
+        match producer {
+            Some(p) => {
+                if let Producer::Expiry(id) = p {
+                    self.expiries.push((id, c.written_at));
+                }
+                self.explain(p, group, &describe_entry(&c.entry))
+            }
+            None => {
+                let failed = self.failed_candidates(group);
+                let detail = match self.failed_producer(&failed, group, c.written_at) {
+                    Some(f) => format!(
+                        "{} was answered \"failed\" (which promises it changed nothing), yet it took effect: {}",
+                        self.items[f].op,
+                        describe_entry(&c.entry)
+                    ),
+                    None => format!(
+                        "no request explains this committed change (a write nobody asked for, or one applied twice): {:?} in {}",
+                        group,
+                        describe_entry(&c.entry)
+                    ),
+                };
+                self.violate(detail);
+            }
+        }
+        if let Err(e) = self.timeline.step(group) {
+            let detail = format!(
+                "the committed log is inconsistent at {}: {e}",
+                describe_entry(&c.entry)
+            );
+            self.violate(detail);
+            return false;
+        }
+        if let Some(Producer::Item(p)) = producer {
+            self.items[p].pos = Some(self.timeline.last_step());
+        }
+        true
+    }
+
+    /// What placing writes changes, to rewind to.
+    fn save(&self) -> Saved {
+        Saved {
+            positions: self.items.iter().map(|it| it.pos).collect(),
+            timeline: self.timeline.clone(),
+            expiries: self.expiries.clone(),
+            out: self.out.clone(),
+        }
+    }
+
+    fn restore(&mut self, saved: Saved) {
+        for (it, pos) in self.items.iter_mut().zip(saved.positions) {
+            it.pos = pos;
+        }
+        self.timeline = saved.timeline;
+        self.expiries = saved.expiries;
+        self.out = saved.out;
     }
 
     fn failed_candidates(&self, group: &[LogOp]) -> Vec<usize> {
@@ -496,34 +528,31 @@ impl<'h> Checker<'h> {
         ops: &[LogOp],
         i: usize,
         written_at: Instant,
-        later: Later<'_>,
-    ) -> (usize, Option<Producer>) {
+    ) -> (Reading, Option<Reading>) {
         match &ops[i] {
             LogOp::Revision { revision, changes } => {
                 if let Some(&w) = self.by_rev.get(revision) {
-                    return (1, Some(Producer::Item(w)));
+                    return ((1, Some(Producer::Item(w))), None);
                 }
                 // A revoke (by a client or by expiry) deletes its keys, then forgets the lease.
                 // The same two ops also come from a delete of exactly the lease's keys followed,
                 // in the same entry, by a revoke that found no keys left (etcd's revoke takes
                 // no revision then). Both are possible when such a deleter's outcome is
-                // unknown; the split is taken, as it only adds a state (the keys gone, the
-                // lease still there) between the two, so it never refuses an answer the
-                // grouped reading allows — unless that deleter is the only unused request that
-                // could have made a later, unclaimed delete (in this entry or after): then the
-                // grouped reading, which leaves the deleter to it, is taken.
+                // unknown. The split is tried first, as it only adds a state (the keys gone,
+                // the lease still there) between the two, so it never refuses an answer the
+                // grouped reading allows; but it uses up the deleter, which a later change may
+                // need: if the rest of the walk then finds a violation, it rewinds and takes
+                // the grouped reading.
                 if let Some(LogOp::LeaseRevoke { id }) = ops.get(i + 1)
                     && changes
                         .iter()
                         .all(|c| matches!(c, Change::Delete { prev_lease, .. } if prev_lease == id))
                 {
-                    if let Some(w) = self.pick(&self.deleters, &ops[i..i + 1], written_at)
-                        && !self.needed_later(w, ops[i + 2..].iter().chain(later.ops()))
-                    {
-                        return (1, Some(Producer::Item(w)));
-                    }
-                    let group = &ops[i..i + 2];
-                    return (2, Some(self.revoker(*id, group, written_at)));
+                    let grouped = (2, Some(self.revoker(*id, &ops[i..i + 2], written_at)));
+                    return match self.pick(&self.deleters, &ops[i..i + 1], written_at) {
+                        Some(w) => ((1, Some(Producer::Item(w))), Some(grouped)),
+                        None => (grouped, None),
+                    };
                 }
                 let group = &ops[i..i + 1];
                 let mut candidates = Vec::new();
@@ -536,61 +565,36 @@ impl<'h> Checker<'h> {
                 if candidates.is_empty() {
                     candidates = self.deleters.clone();
                 }
-                (
+                let reading = (
                     1,
                     self.pick(&candidates, group, written_at)
                         .map(Producer::Item),
-                )
+                );
+                (reading, None)
             }
-            LogOp::LeaseRevoke { id } => (1, Some(self.revoker(*id, &ops[i..i + 1], written_at))),
+            LogOp::LeaseRevoke { id } => (
+                (1, Some(self.revoker(*id, &ops[i..i + 1], written_at))),
+                None,
+            ),
             LogOp::LeaseGrant { id, .. } => {
                 let c = self.grants.get(id).cloned().unwrap_or_default();
-                (
+                let reading = (
                     1,
                     self.pick(&c, &ops[i..i + 1], written_at)
                         .map(Producer::Item),
-                )
+                );
+                (reading, None)
             }
             LogOp::Compact { revision } => {
                 let c = self.compacts.get(revision).cloned().unwrap_or_default();
-                (
+                let reading = (
                     1,
                     self.pick(&c, &ops[i..i + 1], written_at)
                         .map(Producer::Item),
-                )
+                );
+                (reading, None)
             }
         }
-    }
-
-    /// Whether deleter `w` is the only unused request that could have made one of the
-    /// delete-only revisions of `later` that no acknowledged request claims.
-    fn needed_later<'a>(&self, w: usize, mut later: impl Iterator<Item = &'a LogOp>) -> bool {
-        later.any(|op| {
-            let LogOp::Revision { revision, changes } = op else {
-                return false;
-            };
-            let keys: Vec<&Bytes> = changes
-                .iter()
-                .map(|c| match c {
-                    Change::Delete { key, .. } => Some(key),
-                    Change::Put { .. } => None,
-                })
-                .collect::<Option<_>>()
-                .unwrap_or_default();
-            if keys.is_empty() || self.by_rev.contains_key(revision) {
-                return false;
-            }
-            let could = |d: usize| {
-                self.items[d]
-                    .request()
-                    .is_some_and(|req| could_delete(req, &keys))
-            };
-            could(w)
-                && !self
-                    .deleters
-                    .iter()
-                    .any(|&d| d != w && self.items[d].pos.is_none() && could(d))
-        })
     }
 
     /// An acknowledged revoke of `id` if there is one, else the lease's expiry (an unknown
