@@ -176,6 +176,17 @@ pub(crate) fn spawn(
     runtime.spawn(driver.run(commands));
 }
 
+/// Sets `value` on a watch channel, waking its receivers only if it changed.
+fn publish<T: PartialEq>(channel: &watch::Sender<T>, value: T) {
+    channel.send_if_modified(|current| {
+        let changed = *current != value;
+        if changed {
+            *current = value;
+        }
+        changed
+    });
+}
+
 /// Most commands taken from the queue before the core's actions are performed.
 const MAX_COMMANDS_PER_ROUND: usize = 1024;
 
@@ -385,9 +396,7 @@ impl Driver {
     }
 
     fn publish_segments(&self) {
-        let count = self.wal.segment_count();
-        self.wal_segments
-            .send_if_modified(|c| std::mem::replace(c, count) != count);
+        publish(&self.wal_segments, self.wal.segment_count());
     }
 
     fn perform(&mut self) {
@@ -404,16 +413,9 @@ impl Driver {
                 .unwrap_or_else(|| self.store.view());
             self.slot.refresh(view);
         }
-        let applied = self.core.applied_revision();
-        self.applied.send_if_modified(|r| {
-            let changed = *r != applied;
-            *r = applied;
-            changed
-        });
+        publish(&self.applied, self.core.applied_revision());
         // Likewise the loss window: a write answered in sync mode is already in the bucket.
-        let unuploaded = self.core.unuploaded_entries();
-        self.unuploaded
-            .send_if_modified(|n| std::mem::replace(n, unuploaded) != unuploaded);
+        publish(&self.unuploaded, self.core.unuploaded_entries());
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::WalAppend {

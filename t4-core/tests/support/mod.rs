@@ -100,7 +100,6 @@ impl Driver {
         id
     }
 
-    /// Submits a request, completes every IO, and returns its reply.
     /// Submits several requests with one [`Core::handle_all`]; returns their ids.
     pub fn submit_all(&mut self, requests: Vec<Request>) -> Vec<RequestId> {
         let mut ids = Vec::new();
@@ -118,6 +117,7 @@ impl Driver {
         ids
     }
 
+    /// Submits a request, completes every IO, and returns its reply.
     pub fn call(&mut self, request: Request) -> Result<Response, Error> {
         let id = self.submit(request);
         self.settle();

@@ -195,6 +195,11 @@ type Reading = (usize, Option<Producer>);
 /// Most alternative readings open at once in a walk (each may double its length).
 const MAX_OPEN_CHOICES: u32 = 8;
 
+/// One op, made by request `item` if there is one.
+fn one(item: Option<usize>) -> Reading {
+    (1, item.map(Producer::Item))
+}
+
 /// A walk's state at a choice, to rewind to.
 struct Saved {
     positions: Vec<Option<usize>>,
@@ -432,12 +437,7 @@ impl<'h> Checker<'h> {
 
     /// Explains the `len` ops of `c` from `i` on by `producer`, and steps the timeline;
     /// false if the walk has to stop.
-    fn place_step(
-        &mut self,
-        c: &Committed,
-        i: usize,
-        (len, producer): (usize, Option<Producer>),
-    ) -> bool {
+    fn place_step(&mut self, c: &Committed, i: usize, (len, producer): Reading) -> bool {
         let group = &c.entry.ops[i..i + len];
         match producer {
             Some(p) => {
@@ -532,7 +532,7 @@ impl<'h> Checker<'h> {
         match &ops[i] {
             LogOp::Revision { revision, changes } => {
                 if let Some(&w) = self.by_rev.get(revision) {
-                    return ((1, Some(Producer::Item(w))), None);
+                    return (one(Some(w)), None);
                 }
                 // A revoke (by a client or by expiry) deletes its keys, then forgets the lease.
                 // The same two ops also come from a delete of exactly the lease's keys followed,
@@ -550,7 +550,7 @@ impl<'h> Checker<'h> {
                 {
                     let grouped = (2, Some(self.revoker(*id, &ops[i..i + 2], written_at)));
                     return match self.pick(&self.deleters, &ops[i..i + 1], written_at) {
-                        Some(w) => ((1, Some(Producer::Item(w))), Some(grouped)),
+                        Some(w) => (one(Some(w)), Some(grouped)),
                         None => (grouped, None),
                     };
                 }
@@ -565,12 +565,7 @@ impl<'h> Checker<'h> {
                 if candidates.is_empty() {
                     candidates = self.deleters.clone();
                 }
-                let reading = (
-                    1,
-                    self.pick(&candidates, group, written_at)
-                        .map(Producer::Item),
-                );
-                (reading, None)
+                (one(self.pick(&candidates, group, written_at)), None)
             }
             LogOp::LeaseRevoke { id } => (
                 (1, Some(self.revoker(*id, &ops[i..i + 1], written_at))),
@@ -578,21 +573,11 @@ impl<'h> Checker<'h> {
             ),
             LogOp::LeaseGrant { id, .. } => {
                 let c = self.grants.get(id).cloned().unwrap_or_default();
-                let reading = (
-                    1,
-                    self.pick(&c, &ops[i..i + 1], written_at)
-                        .map(Producer::Item),
-                );
-                (reading, None)
+                (one(self.pick(&c, &ops[i..i + 1], written_at)), None)
             }
             LogOp::Compact { revision } => {
                 let c = self.compacts.get(revision).cloned().unwrap_or_default();
-                let reading = (
-                    1,
-                    self.pick(&c, &ops[i..i + 1], written_at)
-                        .map(Producer::Item),
-                );
-                (reading, None)
+                (one(self.pick(&c, &ops[i..i + 1], written_at)), None)
             }
         }
     }

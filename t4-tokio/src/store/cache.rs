@@ -23,7 +23,7 @@
 //! to its revision while holding the gate for writing, before it touches the cache. So a
 //! fill read from a view older than a started apply is never admitted, and a fill admitted
 //! before the apply started is replaced by that apply. Installing a checkpoint replaces the
-//! whole store: it bumps the gate's `generation` (views remember theirs) and empties the
+//! whole store: under the gate it bumps the `generation` (views remember theirs) and empties the
 //! cache at both ends, so no view from before or during it ever fills.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,21 +55,15 @@ impl Weighter<Bytes, Cached> for ByBytes {
     }
 }
 
-/// Which fills may still be admitted.
-struct Gate {
-    /// The newest revision an apply has started to write (or the current revision).
-    applying: Revision,
-    /// Bumped when the whole store is replaced; a fill from a view of another generation
-    /// is refused.
-    generation: u64,
-}
-
 /// The cache of latest versions; see the module documentation.
 pub(super) struct LatestCache {
     /// `None` when the cache is switched off (zero bytes).
     entries: Option<Cache<Bytes, Cached, ByBytes>>,
-    gate: RwLock<Gate>,
-    /// The gate's generation, readable without the lock when a view is taken.
+    /// The gate: the newest revision an apply has started to write (or the current
+    /// revision); fills hold it for reading, applies and checkpoint installs for writing.
+    applying: RwLock<Revision>,
+    /// Bumped (under the gate) when the whole store is replaced; a fill from a view of
+    /// another generation is refused.
     generation: AtomicU64,
 }
 
@@ -83,10 +77,7 @@ impl LatestCache {
         });
         LatestCache {
             entries,
-            gate: RwLock::new(Gate {
-                applying: revision,
-                generation: 0,
-            }),
+            applying: RwLock::new(revision),
             generation: AtomicU64::new(0),
         }
     }
@@ -117,8 +108,8 @@ impl LatestCache {
         let Some(entries) = &self.entries else {
             return;
         };
-        let gate = self.read_gate();
-        if gate.applying <= view_revision && gate.generation == generation {
+        let applying = self.read_gate();
+        if *applying <= view_revision && self.generation() == generation {
             // Copies: a slice read from fjall (or a key from a request) may share a much
             // larger buffer, which the cache would keep alive while counting only the slice.
             entries.insert(
@@ -135,8 +126,8 @@ impl LatestCache {
     /// commits: fills from older views are refused from now on.
     pub(super) fn start_apply(&self, revision: Revision) {
         if self.entries.is_some() {
-            let mut gate = self.write_gate();
-            gate.applying = gate.applying.max(revision);
+            let mut applying = self.write_gate();
+            *applying = (*applying).max(revision);
         }
     }
 
@@ -168,7 +159,6 @@ impl LatestCache {
     /// writes the store lacks; `applying` stays ahead, so nothing older fills again).
     pub(super) fn clear(&self) {
         if let Some(entries) = &self.entries {
-            let _gate = self.write_gate();
             entries.clear();
         }
     }
@@ -177,21 +167,20 @@ impl LatestCache {
     /// (at `revision`): empties the cache and moves to a new generation, so no view from
     /// before the switch fills.
     pub(super) fn replace_store(&self, revision: Option<Revision>) {
-        let mut gate = self.write_gate();
-        gate.applying = revision.unwrap_or(Revision::MAX);
-        gate.generation += 1;
-        self.generation.store(gate.generation, Ordering::Release);
+        let mut applying = self.write_gate();
+        *applying = revision.unwrap_or(Revision::MAX);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         if let Some(entries) = &self.entries {
             entries.clear();
         }
     }
 
-    fn read_gate(&self) -> RwLockReadGuard<'_, Gate> {
-        // The gate holds two numbers written whole; a panic cannot leave them half-changed.
-        self.gate.read().unwrap_or_else(|e| e.into_inner())
+    fn read_gate(&self) -> RwLockReadGuard<'_, Revision> {
+        // The gate holds one number written whole; a panic cannot leave it half-changed.
+        self.applying.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write_gate(&self) -> RwLockWriteGuard<'_, Gate> {
-        self.gate.write().unwrap_or_else(|e| e.into_inner())
+    fn write_gate(&self) -> RwLockWriteGuard<'_, Revision> {
+        self.applying.write().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -126,11 +126,16 @@ pub(crate) fn is_tombstone(version: &[u8]) -> bool {
 /// or a malformed version.
 pub(crate) fn version_mod_revision(version: &[u8]) -> Option<Revision> {
     match version.first() {
-        Some(&TAG_PUT) if version.len() >= PUT_HEADER => {
-            Some(i64::from_be_bytes(array(&version[9..17])?))
-        }
+        Some(&TAG_PUT) if version.len() >= PUT_HEADER => Some(put_field(version, 1)),
         _ => None,
     }
+}
+
+/// Field `i` of a put's header (create revision, mod revision, version, lease); the caller
+/// checked that the header is whole.
+fn put_field(version: &[u8], i: usize) -> i64 {
+    let at = 1 + 8 * i;
+    i64::from_be_bytes(array(&version[at..at + 8]).expect("8 bytes"))
 }
 
 /// Decodes a version of `key`: `Ok(None)` for a deletion. The value shares `version`'s
@@ -139,10 +144,7 @@ pub(crate) fn decode_version(key: Bytes, version: Bytes) -> Result<Option<KeyVal
     match version.first() {
         Some(&TAG_TOMBSTONE) if version.len() == 1 => Ok(None),
         Some(&TAG_PUT) if version.len() >= PUT_HEADER => {
-            let field = |i: usize| {
-                let at = 1 + 8 * i;
-                i64::from_be_bytes(array(&version[at..at + 8]).expect("8 bytes"))
-            };
+            let field = |i| put_field(&version, i);
             let (create_revision, mod_revision, kv_version, lease) =
                 (field(0), field(1), field(2), field(3));
             // Advancing takes the value without touching the shared reference count, which
