@@ -568,8 +568,15 @@ impl<S: Store> Core<S> {
 
     /// The chain ends before `next`: check nothing lies beyond, then fence.
     fn chain_end(&mut self, now: Instant, next: u64) {
-        let Some(r) = &self.remote else { return };
-        let Some(boot) = &r.boot else { return };
+        let Some(r) = &mut self.remote else { return };
+        let Some(boot) = &mut r.boot else { return };
+        if boot.listed.as_ref().is_some_and(|l| l.contains(&next)) {
+            // Listed, then gone: only a writer that claimed the manifest after us deletes
+            // tails we have not seen merged, so this is not the end of the log. Read the
+            // manifest to learn who, and write nothing.
+            boot.step = BootStep::Confirm;
+            return self.boot_step(now);
+        }
         let beyond = boot
             .listed
             .as_ref()

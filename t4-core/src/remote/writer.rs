@@ -406,7 +406,14 @@ impl<S: Store> Core<S> {
         }
         let Some(boot) = &mut r.boot else { return };
         let Some((first, bytes)) = boot.writing.take() else {
-            return;
+            // Confirming after a listed tail vanished (see `chain_end`), yet no newer writer.
+            let gone = boot.next_tail;
+            return self.fail(format!(
+                "log object {} was listed at start-up but was gone when read, and no newer \
+                 writer has claimed the prefix: something else deleted it; refusing to start \
+                 rather than skip entries (restore the object)",
+                layout::wal_key(gone)
+            ));
         };
         let entries = match keep_as_fence(&mut r.unmerged, first, bytes) {
             Ok(entries) => entries,

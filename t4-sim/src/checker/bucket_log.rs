@@ -9,10 +9,11 @@
 //!
 //! One exception: a term-start marker (an entry without operations) left at an index that a
 //! merged segment already covers. A writer paused in the middle of its start-up can wake
-//! after a newer writer merged and deleted the tails there, write its marker into the gap,
-//! and only then find, at its confirming manifest read, that it is fenced. Such a marker
-//! holds no client write and is never read (recovery reads the tails after the last segment
-//! only), so it forks nothing; it is ignored.
+//! after a newer writer created, merged and deleted tails at names its listing did not hold,
+//! write its marker into the gap, and only then find, at its confirming manifest read, that
+//! it is fenced. (A tail it *did* list being gone makes it confirm before writing anything,
+//! so that case writes nothing.) Such a marker holds no client write and is never read
+//! (recovery reads the tails after the last segment only), so it forks nothing; it is ignored.
 
 use std::collections::BTreeMap;
 

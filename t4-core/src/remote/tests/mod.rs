@@ -272,6 +272,55 @@ fn a_writer_that_slept_through_a_takeover_mid_start_up_is_fenced_even_at_a_freed
 }
 
 #[test]
+fn a_writer_that_slept_through_a_takeover_after_listing_the_log_writes_nothing() {
+    let bucket = Bucket::shared();
+    let mut old = Node::start(remote("a"), &bucket);
+    old.put_now("k", "1").expect("written");
+    let takeover = |id: &str| RemoteConfig {
+        takeover: true,
+        merge_min_objects: 2,
+        ..remote(id)
+    };
+    // A second process lists `wal/`, claims the manifest, reads the first marker, then
+    // freezes just before it reads `wal/2`, the last tail it listed.
+    let mut zombie = Node::open(takeover("z"), &bucket);
+    let wanted = layout::wal_key(2);
+    let reads_wanted =
+        |io: &Io| matches!(io, Io::Object(_, ObjectRequest::Get { key }) if *key == wanted);
+    while !zombie.pending.iter().any(reads_wanted) {
+        assert!(zombie.complete(|io| !reads_wanted(io)), "start-up stalled");
+    }
+    // A third process takes over, merges the tails the frozen one listed and deletes them.
+    let mut new = Node::start(takeover("n"), &bucket);
+    for i in 0..4 {
+        new.put_now("k", &format!("new{i}")).expect("written");
+    }
+    assert!(
+        !bucket.borrow().objects.contains_key(&wanted),
+        "the test needs {wanted} merged and deleted: {:?}",
+        bucket.borrow().keys("wal/")
+    );
+    let before = bucket.borrow().keys("wal/");
+    // The frozen one wakes: the tail it listed is gone. That is not the end of the log, so
+    // it writes nothing (no marker or upload into the merged range) and finds it is fenced.
+    zombie.settle();
+    assert!(!zombie.core.is_serving(), "a zombie must never serve");
+    let reason = zombie.failures.first().expect("fenced");
+    assert!(
+        reason.contains("fenced") && reason.contains("term 3"),
+        "{reason}"
+    );
+    assert_eq!(
+        bucket.borrow().keys("wal/"),
+        before,
+        "the zombie wrote a tail"
+    );
+    new.put_now("k", "last").expect("the new writer goes on");
+    let fresh = Node::start(remote("n"), &bucket);
+    assert_eq!(fresh.get("k").as_deref(), Some("last"));
+}
+
+#[test]
 fn a_late_write_of_the_old_term_before_the_marker_is_adopted() {
     let bucket = Bucket::shared();
     let mut old = Node::start(remote("a"), &bucket);
