@@ -127,6 +127,23 @@ pub enum Action {
         /// The bytes to append.
         bytes: Bytes,
     },
+    /// Apply a durable entry to the store with [`Store::apply`], then report `IoDone(io)`.
+    /// At most one is outstanding at a time, and the core emits the next only after this one
+    /// is reported, so entries reach the store in log order.
+    ///
+    /// It may run concurrently with the [`Action::WalAppend`] that follows it (that is the
+    /// point: the next batch's fsync overlaps this batch's apply), but every
+    /// [`Action::Reply`], [`Action::Publish`] and [`Action::CheckpointDone`] polled after it
+    /// must be delivered only once it has completed: they answer with what it writes, and a
+    /// reader told of a write must find it in the store. If the apply fails, report the error
+    /// and deliver none of them (the core fails; the entry is in the WAL, so a restart applies
+    /// it).
+    Apply {
+        /// Completion id.
+        io: IoId,
+        /// The entry.
+        entry: LogEntry,
+    },
     /// Delete a sealed WAL segment: the store holds its entries durably. No report needed.
     WalDelete {
         /// The segment.
@@ -224,6 +241,17 @@ pub(crate) struct InFlight {
     pub(crate) local_done: bool,
 }
 
+/// A durable entry the adapter is applying to the store.
+#[derive(Debug)]
+pub(crate) struct Applying {
+    io: IoId,
+    index: u64,
+    /// The entry's last revision, if it writes keys.
+    revision: Option<Revision>,
+    /// The compaction revisions it records.
+    compacts: Vec<Revision>,
+}
+
 #[derive(Debug)]
 pub(crate) struct ActiveSegment {
     id: SegmentId,
@@ -257,6 +285,11 @@ pub struct Core<S: Store> {
     /// Set by [`Core::handle_all`] while it feeds its inputs: the open batch starts after.
     pub(crate) holding: bool,
     pub(crate) in_flight: Option<InFlight>,
+    /// The durable entry being applied ([`Action::Apply`]): until it is done, the overlay
+    /// keeps its writes and the store may be anywhere between it and the entry before.
+    pub(crate) applying: Option<Applying>,
+    /// A view the adapter took right after the outstanding apply ([`Core::offer_view`]).
+    pub(crate) offered: Option<S::View>,
     pub(crate) active: Option<ActiveSegment>,
     pub(crate) sealed: VecDeque<SegmentInfo>,
     pub(crate) persist_in_flight: Option<(IoId, u64)>,
@@ -305,6 +338,8 @@ impl<S: Store> Core<S> {
             open: Batch::default(),
             holding: false,
             in_flight: None,
+            applying: None,
+            offered: None,
             // Appends resume in a fresh segment; every recovered one is sealed.
             active: None,
             sealed: recovery.segments.into(),
@@ -426,6 +461,13 @@ impl<S: Store> Core<S> {
         self.view.as_ref()
     }
 
+    /// Offers the view the adapter took right after performing the outstanding
+    /// [`Action::Apply`], before it reports the apply: the core then uses it rather than take
+    /// another. A view of any other index is ignored.
+    pub fn offer_view(&mut self, view: S::View) {
+        self.offered = Some(view);
+    }
+
     /// Whether nothing is in flight or waiting: no append, no unanswered request. A node that
     /// shuts down stops taking requests and waits for this before closing the store.
     ///
@@ -443,7 +485,7 @@ impl<S: Store> Core<S> {
             .as_ref()
             .is_none_or(|f| outage && f.local_done && !waiting(&f.batch));
         let open = self.open.is_idle() || (outage && !waiting(&self.open));
-        in_flight && open && self.compactor.waiters.is_empty()
+        in_flight && open && self.applying.is_none() && self.compactor.waiters.is_empty()
     }
 
     /// Whether the core serves requests: false while it recovers from the bucket at start-up
@@ -452,7 +494,8 @@ impl<S: Store> Core<S> {
         self.remote.as_ref().is_none_or(|r| r.is_serving())
     }
 
-    /// Index of the last entry applied to the store.
+    /// Index of the last entry applied to the store (an [`Action::Apply`] in progress is not
+    /// counted until it is reported done).
     pub fn applied_index(&self) -> u64 {
         self.applied_index
     }
@@ -774,7 +817,13 @@ impl<S: Store> Core<S> {
     }
 
     fn handle_io(&mut self, now: Instant, io: IoId, result: Result<(), String>) {
-        if self.in_flight.as_ref().is_some_and(|f| f.io == io) {
+        if self.applying.as_ref().is_some_and(|a| a.io == io) {
+            let applying = self.applying.take().expect("checked above");
+            match result {
+                Ok(()) => self.applied(now, applying),
+                Err(e) => self.fail(format!("store apply failed: {e}")),
+            }
+        } else if self.in_flight.as_ref().is_some_and(|f| f.io == io) {
             match result {
                 Ok(()) => {
                     if let Some(f) = &mut self.in_flight {
@@ -824,6 +873,10 @@ impl<S: Store> Core<S> {
     /// append done and, in sync upload mode, its tail object in the bucket.
     pub(crate) fn maybe_complete_batch(&mut self, now: Instant) {
         let Some(f) = &self.in_flight else { return };
+        if self.applying.is_some() {
+            // Entries reach the store in order: this one waits for the apply before it.
+            return;
+        }
         let uploaded = self
             .remote
             .as_ref()
@@ -833,35 +886,56 @@ impl<S: Store> Core<S> {
         }
     }
 
-    /// The in-flight batch is durable: apply it, publish, reply, move on.
+    /// The in-flight batch is durable: have it applied, start the next append, then publish
+    /// and reply (the adapter delivers those once the apply is done).
     fn complete_batch(&mut self, now: Instant) {
         let InFlight { entry, batch, .. } = self
             .in_flight
             .take()
             .expect("called with a batch in flight");
-        if let Err(e) = self.store.apply(&entry) {
-            self.fail_with(format!("store apply failed: {e}"), Some(batch));
-            return;
-        }
-        self.view = Some(self.store.view());
-        self.applied_index = entry.index;
-        if let Some(rev) = entry.last_revision() {
-            self.overlay.applied_up_to(rev);
-        }
-        for op in &entry.ops {
-            if let LogOp::Compact { revision } = op {
-                self.request_physical_compaction(*revision);
-            }
-        }
         if let Some(active) = &mut self.active {
             active.last_index = entry.index;
         }
+        let io = self.io_id();
+        self.applying = Some(Applying {
+            io,
+            index: entry.index,
+            revision: entry.last_revision(),
+            compacts: entry
+                .ops
+                .iter()
+                .filter_map(|op| match op {
+                    LogOp::Compact { revision } => Some(*revision),
+                    _ => None,
+                })
+                .collect(),
+        });
+        self.actions.push_back(Action::Apply { io, entry });
         self.maybe_seal(now);
-        // Start the next append before answering this batch: the adapter hands it to the
-        // WAL first, so its fsync overlaps the replies and the clients' next requests.
+        // Start the next append before answering this batch: the adapter can run its fsync
+        // while this batch is applied and answered.
         self.maybe_flush(now);
         self.release(batch);
+    }
+
+    /// The store has applied an entry: reads of the store see it from now on.
+    fn applied(&mut self, now: Instant, applying: Applying) {
+        let view = self
+            .offered
+            .take()
+            .filter(|v| v.applied_index() == applying.index)
+            .unwrap_or_else(|| self.store.view());
+        self.view = Some(view);
+        self.applied_index = applying.index;
+        if let Some(rev) = applying.revision {
+            self.overlay.applied_up_to(rev);
+        }
+        for revision in applying.compacts {
+            self.request_physical_compaction(revision);
+        }
         self.maybe_persist();
+        // The next batch may have become durable meanwhile.
+        self.maybe_complete_batch(now);
     }
 
     fn request_physical_compaction(&mut self, revision: Revision) {
@@ -915,10 +989,13 @@ impl<S: Store> Core<S> {
             return;
         }
         let uploaded = self.remote.as_ref().map_or(u64::MAX, |r| r.uploaded);
-        let deletable = self
-            .sealed
-            .front()
-            .is_some_and(|s| s.last_index <= uploaded && s.last_index > self.durable_index);
+        // A segment whose last entry is still being applied waits for that apply, so that
+        // the persist covers it.
+        let deletable = self.sealed.front().is_some_and(|s| {
+            s.last_index <= uploaded
+                && s.last_index > self.durable_index
+                && s.last_index <= self.applied_index
+        });
         let boot = self.remote.as_ref().is_some_and(|r| r.wants_persist())
             && self.durable_index < self.applied_index;
         if deletable || boot {

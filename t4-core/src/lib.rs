@@ -13,9 +13,10 @@
 //! ## The machine
 //!
 //! ```text
-//!   Input::{Request, IoDone, ObjectDone,          Action::{WalAppend, WalDelete, PersistStore,
-//!           CheckpointBuilt, Checkpoint}  ──▶ Core ──▶ CompactStore, Object, BuildCheckpoint,
-//!          ◀──────────────── poll_action() ───────     CheckpointDone, Publish, Reply, Failed}
+//!   Input::{Request, IoDone, ObjectDone,          Action::{WalAppend, Apply, WalDelete,
+//!           CheckpointBuilt, Checkpoint}  ──▶ Core ──▶ PersistStore, CompactStore, Object,
+//!          ◀──────────────── poll_action() ───────     BuildCheckpoint, CheckpointDone,
+//!                                                      Publish, Reply, Failed}
 //!           handle_timeout(now) at poll_timeout()
 //! ```
 //!
@@ -30,10 +31,13 @@
 //! * A write is decided (revision assigned, changes resolved) when its request arrives, and
 //!   joins the *open batch*. When no append is in flight, the open batch becomes one
 //!   [`Action::WalAppend`]: one write and one fdatasync for every request waiting.
-//! * Only after that append's `IoDone(Ok)` does the core apply the entry to the [`Store`],
-//!   then emit [`Action::Publish`] for its events, then the [`Action::Reply`]s. **No reply is
-//!   emitted before the data it reports is durable**, and this includes replies to reads
-//!   (read-only txns, lease queries) that observed a decided-but-not-durable write.
+//! * Only after that append's `IoDone(Ok)` does the core emit [`Action::Apply`] for the entry,
+//!   then the next batch's append, then [`Action::Publish`] for its events and the
+//!   [`Action::Reply`]s. **No reply is emitted before the data it reports is durable**, and
+//!   this includes replies to reads (read-only txns, lease queries) that observed a
+//!   decided-but-not-durable write. The adapter may run the apply concurrently with the next
+//!   append's fsync, but delivers the replies and events polled after an apply only once it is
+//!   done, so a client told of a write finds it in the store.
 //! * If an append fails, the core stops: every waiting request gets [`Error::Failed`], later
 //!   writes too, and [`Action::Failed`] tells the adapter. The store only ever holds durable
 //!   entries, so reads stay correct; a restart recovers from the WAL. The requests of the

@@ -151,8 +151,10 @@ fn requests_that_arrive_during_an_append_share_the_next_one() {
 
     d.clear_trace();
     d.complete_next();
-    // One completion releases all five: their events in one publish, then the replies.
-    assert!(matches!(&d.trace[0], Action::Publish { events } if events.len() == 5));
+    // One completion releases all five: the apply, their events in one publish, then the
+    // replies.
+    assert!(matches!(&d.trace[0], Action::Apply { entry, .. } if entry.ops.len() == 5));
+    assert!(matches!(&d.trace[1], Action::Publish { events } if events.len() == 5));
     assert_eq!(reply_ids(&d.trace), waiting);
     let revisions: Vec<i64> = waiting
         .iter()
@@ -167,6 +169,61 @@ fn requests_that_arrive_during_an_append_share_the_next_one() {
     let entries = wal_entries(&d);
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[1].ops.len(), 5);
+}
+
+/// The apply of a durable batch overlaps the next batch's append: the next append starts
+/// while the apply is outstanding, the batch after it waits for that apply (entries reach
+/// the store in order), and the core counts an entry applied only once it is reported.
+#[test]
+fn the_next_append_runs_while_a_durable_batch_is_applied() {
+    let mut d = Driver::new(Config::default());
+    d.hold_applies = true;
+    let first = d.submit(put("a", "1"));
+    d.clear_trace();
+    d.complete_next();
+    assert!(matches!(&d.trace[0], Action::Apply { entry, .. } if entry.index == 1));
+    let reply = d
+        .trace
+        .iter()
+        .position(|a| matches!(a, Action::Reply { .. }));
+    assert!(
+        reply.is_some_and(|at| at > 0),
+        "the reply follows the apply"
+    );
+    assert!(d.take_reply(first).is_some());
+    assert_eq!(
+        d.core.applied_index(),
+        0,
+        "not applied before it is reported"
+    );
+
+    // A write decided meanwhile is appended at once, without waiting for the apply.
+    let second = d.submit(put("a", "2"));
+    assert_eq!(d.pending_appends(), 1, "the next append overlaps the apply");
+    let at = d
+        .pending
+        .iter()
+        .position(|io| matches!(io, Io::Append { .. }))
+        .expect("an append");
+    d.clear_trace();
+    d.complete_at(at);
+    assert!(
+        !d.trace.iter().any(|a| matches!(a, Action::Apply { .. })) && d.trace.is_empty(),
+        "the second batch waits for the first apply: {:?}",
+        d.trace
+    );
+    assert!(d.take_reply(second).is_none(), "answered before its apply");
+
+    // The first apply is done: the second is applied (in order) and answered.
+    d.clear_trace();
+    d.complete_next();
+    assert_eq!(d.core.applied_index(), 1);
+    assert!(matches!(&d.trace[0], Action::Apply { entry, .. } if entry.index == 2));
+    assert_eq!(revision_of(&d.take_reply(second).expect("answered")), 3);
+    d.settle();
+    assert_eq!(d.core.applied_index(), 2);
+    assert_eq!(d.store.view().applied_index(), 2);
+    assert!(d.core.is_quiescent());
 }
 
 /// An adapter that appends on the thread that runs the core feeds what queued up during an
@@ -225,8 +282,11 @@ fn nothing_is_answered_or_published_before_the_append_holding_what_it_saw_is_dur
     d.clear_trace();
     d.complete_next();
     assert!(
-        matches!(&d.trace[0], Action::Publish { .. }),
-        "publish before the replies"
+        matches!(
+            &d.trace[..2],
+            [Action::Apply { .. }, Action::Publish { .. }, ..]
+        ),
+        "apply, then publish, before the replies"
     );
     assert_eq!(reply_ids(&d.trace), vec![write, read, ttl]);
     assert_eq!(revision_of(&d.take_reply(write).expect("answered")), 2);

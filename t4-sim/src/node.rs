@@ -83,6 +83,11 @@ pub enum NodeTimer {
         /// The append.
         io: IoId,
     },
+    /// A store apply is reported done (the apply itself ran when it was asked for).
+    Applied {
+        /// Completion id.
+        io: IoId,
+    },
     /// A store persist completes.
     Persisted {
         /// Completion id.
@@ -512,6 +517,13 @@ impl SimNode {
                     }
                 }
             }
+            NodeTimer::Applied { io } => {
+                env.trace
+                    .record(now, format_args!("n{} apply reported", self.id));
+                if let Some(core) = self.core.as_mut() {
+                    core.handle(now, Input::IoDone { io, result: Ok(()) });
+                }
+            }
             NodeTimer::Persisted { io } => {
                 let result = if self.rng.chance(self.config.persist_fail_ppm) {
                     env.faults
@@ -669,6 +681,28 @@ impl SimNode {
                     env.sched
                         .after_nanos(at, SimEvent::CrashNow { node: self.id });
                 }
+            }
+            Action::Apply { io, entry } => {
+                // Applied now, so that the replies polled after it find it in the store; the
+                // report comes later, so the next append may complete first (as in t4-tokio,
+                // where the apply overlaps the next fsync).
+                let result = self
+                    .core
+                    .as_ref()
+                    .map_or(Ok(()), |c| c.store().apply(&entry));
+                if let Err(e) = result {
+                    self.report(
+                        Kind::Recovery,
+                        format!("n{} could not apply entry {}: {e}", self.id, entry.index),
+                    );
+                    return;
+                }
+                env.trace.record(
+                    now,
+                    format_args!("n{} apply entry {}", self.id, entry.index),
+                );
+                let delay = self.rng.log_uniform(1_000, 2_000_000);
+                self.schedule(env, delay, NodeTimer::Applied { io });
             }
             Action::WalDelete { segment } => {
                 let file = segment_file_name(segment);

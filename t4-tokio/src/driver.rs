@@ -1,8 +1,10 @@
 //! Runs the core as one task on the runtime that opened the node. The task owns the [`Core`]
 //! and the WAL files: it feeds the core what queued up, performs the actions, and appends to
-//! the WAL itself, after the round's replies. Store persistence, compaction and checkpoint
-//! builds run on short-lived background threads. Adapters are thin: every decision is the
-//! core's.
+//! the WAL itself, after the round's replies. A durable batch is applied to the store and
+//! answered on the applier thread while the task runs the next batch's append, or on the
+//! task itself when no append follows (`applier`). Store persistence, compaction and
+//! checkpoint builds run on short-lived background threads. Adapters are thin: every
+//! decision is the core's.
 //!
 //! Why a task and not a thread of its own: a request from a runtime task (an application's,
 //! or a gRPC handler) wakes the core's task on the same worker, and the answer wakes the
@@ -32,7 +34,10 @@ use crate::slot::StoreSlot;
 use crate::store::FjallStore;
 use crate::wal_dir::WalDir;
 
+mod applier;
 mod progress;
+
+use applier::{Acker, Applier, Delivery, Job};
 
 /// A monotonic clock mapped onto the core's [`t4_core::Instant`].
 #[derive(Clone, Copy, Debug)]
@@ -79,6 +84,8 @@ pub(crate) enum Command {
     Checkpoint {
         reply: oneshot::Sender<Result<CheckpointInfo, String>>,
     },
+    /// The applier thread applied an entry.
+    Applied(applier::Done),
     /// Stop taking requests, finish what is in flight, persist the store, exit.
     Shutdown { done: Option<oneshot::Sender<()>> },
 }
@@ -151,8 +158,17 @@ pub(crate) fn spawn(
     commands: Receiver<Command>,
     remote: Option<Remote>,
 ) {
+    let acker = Acker {
+        store: core.store().clone(),
+        slot: shared.store.clone(),
+        events: outlets.events,
+        applied: Arc::new(outlets.applied),
+    };
     let driver = Driver {
         store: core.store().clone(),
+        applier: Applier::start(acker.clone(), shared.commands.clone()),
+        acker,
+        apply: None,
         core,
         clock,
         commands_tx: shared.commands.clone(),
@@ -162,8 +178,6 @@ pub(crate) fn spawn(
         background: Vec::new(),
         slot: shared.store.clone(),
         refreshed_index: 0,
-        events: outlets.events,
-        applied: outlets.applied,
         failure: Arc::downgrade(shared),
         pending: HashMap::new(),
         checkpoints: HashMap::new(),
@@ -206,8 +220,12 @@ struct Driver {
     slot: Arc<StoreSlot>,
     /// The applied index as of the slot's last refresh.
     refreshed_index: u64,
-    events: broadcast::Sender<Arc<[Event]>>,
-    applied: watch::Sender<Revision>,
+    /// Applies entries and delivers what waited on them (the events and applied-revision
+    /// channels are its).
+    acker: Acker,
+    applier: Applier,
+    /// The apply the core asked for in this round, with what was polled after it.
+    apply: Option<Job>,
     failure: std::sync::Weak<Shared>,
     pending: HashMap<RequestId, oneshot::Sender<Result<Response, t4_core::Error>>>,
     /// On-demand checkpoints waiting for the core's answer.
@@ -288,6 +306,10 @@ impl Driver {
                     Command::ObjectDone { io, result } => self
                         .core
                         .handle(self.clock.now(), Input::ObjectDone { io, result }),
+                    Command::Applied(done) => {
+                        self.applier.reported();
+                        self.apply_done(done);
+                    }
                     Command::CheckpointBuilt { io, result } => self
                         .core
                         .handle(self.clock.now(), Input::CheckpointBuilt { io, result }),
@@ -338,8 +360,12 @@ impl Driver {
             background,
             store,
             slot,
+            mut applier,
+            acker,
             ..
         } = self;
+        applier.stop();
+        drop(acker);
         for job in background {
             let _ = job.join();
         }
@@ -376,23 +402,69 @@ impl Driver {
 
     /// Performs every action the core has queued, in order — the WAL append last, after the
     /// replies and events of the round, as its completion feeds the core again — then reports
-    /// the state.
+    /// the state. An apply with an append after it runs on the applier thread (the replies
+    /// and events polled after it go with it), and so does whatever is polled while the
+    /// thread has an apply unreported; an apply with nothing else to do runs here.
     fn drain(&mut self) {
         loop {
             self.perform();
-            let Some((io, segment, create, bytes)) = self.append.take() else {
+            let append = self.append.take();
+            let job = self.apply.take();
+            if append.is_none() && job.is_none() {
                 break;
-            };
-            let result = self
-                .wal
-                .append(segment, create, &bytes)
-                .map_err(|e| e.to_string());
-            // Before the completion: whoever it acknowledges already sees the new segment.
-            self.publish_segments();
-            self.core
-                .handle(self.clock.now(), Input::IoDone { io, result });
+            }
+            if let Some(job) = job {
+                let inline = if append.is_some() || self.applier.busy() {
+                    self.applier.hand_over(job)
+                } else {
+                    Some(job)
+                };
+                if let Some(done) = inline.and_then(|job| self.acker.run(job)) {
+                    self.apply_done(done);
+                }
+            }
+            if let Some((io, segment, create, bytes)) = append {
+                let result = self
+                    .wal
+                    .append(segment, create, &bytes)
+                    .map_err(|e| e.to_string());
+                // Before the completion: whoever it acknowledges already sees the new segment.
+                self.publish_segments();
+                self.core
+                    .handle(self.clock.now(), Input::IoDone { io, result });
+            }
         }
         self.report();
+    }
+
+    /// Delivers an answer or events now, or after the apply before it in the core's order.
+    fn deliver(&mut self, delivery: Delivery) {
+        if self.apply.is_none() && self.applier.busy() {
+            self.apply = Some(Job {
+                apply: None,
+                then: Vec::new(),
+            });
+        }
+        match &mut self.apply {
+            Some(job) => job.then.push(delivery),
+            None => self.acker.deliver(delivery),
+        }
+    }
+
+    /// Reports a finished apply to the core, with the view taken after it.
+    fn apply_done(&mut self, done: applier::Done) {
+        if let Some(view) = done.view {
+            // The apply refreshed the read slot with this view.
+            self.refreshed_index = view.applied_index();
+            self.core.offer_view(view);
+        }
+        self.core.handle(
+            self.clock.now(),
+            Input::IoDone {
+                io: done.io,
+                result: done.result,
+            },
+        );
     }
 
     fn publish_segments(&self) {
@@ -413,7 +485,7 @@ impl Driver {
                 .unwrap_or_else(|| self.store.view());
             self.slot.refresh(view);
         }
-        publish(&self.applied, self.core.applied_revision());
+        applier::publish_newer(&self.acker.applied, self.core.applied_revision());
         // Likewise the loss window: a write answered in sync mode is already in the bucket.
         publish(&self.unuploaded, self.core.unuploaded_entries());
         while let Some(action) = self.core.poll_action() {
@@ -427,6 +499,13 @@ impl Driver {
                     // The core has at most one outstanding.
                     self.append = Some((io, segment, create, bytes));
                 }
+                Action::Apply { io, entry } => {
+                    // The core has at most one outstanding, and the applier none unreported.
+                    self.apply = Some(Job {
+                        apply: Some((io, entry)),
+                        then: Vec::new(),
+                    });
+                }
                 Action::WalDelete { segment } => {
                     if let Err(e) = self.wal.delete(segment) {
                         tracing::warn!(error = %e, "could not delete a sealed WAL segment; it will be retried at the next start");
@@ -437,20 +516,17 @@ impl Driver {
                 Action::CompactStore { io, revision } => {
                     self.background(io, "t4-compact", move |s| s.compact(revision))
                 }
-                Action::Publish { events } => {
-                    // No receivers is fine; lagging receivers catch up from the store.
-                    let _ = self.events.send(events);
-                }
+                Action::Publish { events } => self.deliver(Delivery::Publish(events)),
                 Action::Reply { id, result } => {
                     if let Some(reply) = self.pending.remove(&id) {
-                        let _ = reply.send(result.map_err(|e| e.clone()));
+                        self.deliver(Delivery::Reply(reply, result));
                     }
                 }
                 Action::Object { io, request } => self.object(io, request),
                 Action::BuildCheckpoint { io, spec } => self.build_checkpoint(io, spec),
                 Action::CheckpointDone { id, result } => {
                     if let Some(reply) = self.checkpoints.remove(&id) {
-                        let _ = reply.send(result);
+                        self.deliver(Delivery::Checkpoint(reply, result));
                     }
                 }
                 Action::Failed { reason } => {

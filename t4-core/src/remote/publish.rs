@@ -21,6 +21,10 @@ impl<S: Store> Core<S> {
     /// Emits [`Action::BuildCheckpoint`] when one is due (or demanded). Called only at the end
     /// of an input, so the adapter's view is at the index asked for.
     pub(crate) fn pump_checkpoint(&mut self, now: Instant) {
+        if self.applying.is_some() {
+            // The store is between two entries: its view would not be at `applied_index`.
+            return;
+        }
         let applied = self.applied_index;
         let Some(r) = &mut self.remote else { return };
         let publishing = matches!(r.maint, Some(Maint::Publish { .. }));

@@ -36,12 +36,17 @@ pub enum Io {
     Persist { io: IoId },
     /// `Action::CompactStore`.
     Compact { io: IoId, revision: i64 },
+    /// `Action::Apply`, queued only with [`Driver::hold_applies`].
+    Apply { io: IoId, entry: wal::LogEntry },
 }
 
 impl Io {
     pub fn id(&self) -> IoId {
         match self {
-            Io::Append { io, .. } | Io::Persist { io } | Io::Compact { io, .. } => *io,
+            Io::Append { io, .. }
+            | Io::Persist { io }
+            | Io::Compact { io, .. }
+            | Io::Apply { io, .. } => *io,
         }
     }
 }
@@ -64,6 +69,10 @@ pub struct Driver {
     pub failures: Vec<String>,
     /// Every action the core emitted since the last [`Driver::clear_trace`], in order.
     pub trace: Vec<Action>,
+    /// Queue `Action::Apply` in [`Driver::pending`] like the other IOs. Otherwise (the
+    /// default) an apply is performed when it is polled and reported right after the
+    /// actions polled with it, as `t4-tokio` does when no append follows it.
+    pub hold_applies: bool,
     next_request: u64,
 }
 
@@ -85,6 +94,7 @@ impl Driver {
             published: Vec::new(),
             failures: Vec::new(),
             trace: Vec::new(),
+            hold_applies: false,
             next_request: 0,
         };
         d.drain();
@@ -138,9 +148,17 @@ impl Driver {
 
     /// Drains the core's actions, performing the immediate ones and queueing the rest.
     pub fn drain(&mut self) {
+        let mut applied = Vec::new();
         while let Some(action) = self.core.poll_action() {
             self.trace.push(action.clone());
             match action {
+                Action::Apply { io, entry } if self.hold_applies => {
+                    self.pending.push_back(Io::Apply { io, entry })
+                }
+                Action::Apply { io, entry } => {
+                    self.store.apply(&entry).expect("MemStore applies");
+                    applied.push(io);
+                }
                 Action::WalAppend {
                     io,
                     segment,
@@ -177,6 +195,9 @@ impl Driver {
                     panic!("a local-only core asked for the object store: {action:?}")
                 }
             }
+        }
+        for io in applied {
+            self.report(io, Ok(()));
         }
     }
 
@@ -247,6 +268,7 @@ impl Driver {
                 file.extend_from_slice(bytes);
             }
             Io::Persist { .. } => {}
+            Io::Apply { entry, .. } => self.store.apply(entry).expect("MemStore applies"),
             Io::Compact { revision, .. } => {
                 self.store.compact(*revision).expect("MemStore compacts")
             }

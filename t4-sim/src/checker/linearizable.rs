@@ -360,6 +360,16 @@ impl<'h> Checker<'h> {
     /// The first unused candidate (acknowledged first, then unknown, in invocation order,
     /// sent before `written_at`) whose effect here is exactly `group`.
     fn pick(&self, candidates: &[usize], group: &[LogOp], written_at: Instant) -> Option<usize> {
+        self.picks(candidates, group, written_at).next()
+    }
+
+    /// Every candidate [`Checker::pick`] could choose, in its order of preference.
+    fn picks<'a>(
+        &'a self,
+        candidates: &[usize],
+        group: &'a [LogOp],
+        written_at: Instant,
+    ) -> impl Iterator<Item = usize> + 'a {
         let mut sorted: Vec<usize> = candidates
             .iter()
             .copied()
@@ -375,7 +385,7 @@ impl<'h> Checker<'h> {
             let it = &self.items[*i];
             (it.class != Class::Write, it.op.invoke, *i)
         });
-        sorted.into_iter().find(|i| {
+        sorted.into_iter().filter(move |i| {
             self.items[*i].op.invoke <= written_at && self.exec(Producer::Item(*i)).ops == group
         })
     }
@@ -565,7 +575,13 @@ impl<'h> Checker<'h> {
                 if candidates.is_empty() {
                     candidates = self.deleters.clone();
                 }
-                (one(self.pick(&candidates, group, written_at)), None)
+                // Two requests of unknown outcome may both do exactly this here (a delete of a
+                // range whose other keys are already gone, say), and only one of them may fit
+                // a later change: the first is tried, then the second if the walk fails.
+                let mut picks = self.picks(&candidates, group, written_at);
+                let first = picks.next();
+                let second = picks.next().map(|w| one(Some(w)));
+                (one(first), second)
             }
             LogOp::LeaseRevoke { id } => (
                 (1, Some(self.revoker(*id, &ops[i..i + 1], written_at))),

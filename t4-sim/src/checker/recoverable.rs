@@ -140,6 +140,10 @@ pub fn recover(
                     written.extend(decode_append(&bytes, create));
                     inputs.push(Input::IoDone { io, result: Ok(()) });
                 }
+                Action::Apply { io, entry } => inputs.push(Input::IoDone {
+                    io,
+                    result: core.store().apply(&entry).map_err(|e| e.to_string()),
+                }),
                 Action::PersistStore { io } => inputs.push(Input::IoDone {
                     io,
                     result: core.store().persist().map_err(|e| e.to_string()),

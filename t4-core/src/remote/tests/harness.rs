@@ -115,6 +115,9 @@ impl Bucket {
 #[derive(Debug)]
 pub enum Io {
     Wal(IoId),
+    /// An `Action::Apply`, performed when polled (the replies after it see it); only its
+    /// report waits, so the next append can complete first.
+    Applied(IoId),
     Object(IoId, ObjectRequest),
     Persist(IoId),
     Compact(IoId, i64),
@@ -210,6 +213,10 @@ impl Node {
                         .extend_from_slice(&bytes);
                     self.pending.push_back(Io::Wal(io));
                 }
+                Action::Apply { io, entry } => {
+                    self.store.apply(&entry).expect("applies");
+                    self.pending.push_back(Io::Applied(io));
+                }
                 Action::WalDelete { segment } => {
                     self.wal.remove(&segment);
                 }
@@ -247,7 +254,7 @@ impl Node {
         let io = self.pending.remove(at).expect("position is valid");
         let now = self.now;
         match io {
-            Io::Wal(io) | Io::Persist(io) => {
+            Io::Wal(io) | Io::Applied(io) | Io::Persist(io) => {
                 self.core.handle(now, Input::IoDone { io, result: Ok(()) })
             }
             Io::Compact(io, revision) => {

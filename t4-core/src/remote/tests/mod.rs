@@ -54,6 +54,7 @@ fn a_sync_write_is_acknowledged_only_after_its_batch_is_in_the_bucket() {
     assert!(node.complete(is_wal_put));
     assert!(matches!(node.replies.get(&id), Some(Ok(_))));
     assert_eq!(node.get("k").as_deref(), Some("v"));
+    assert!(node.complete(|io| matches!(io, Io::Applied(_))));
     assert_eq!(node.core.uploaded_index(), node.core.applied_index());
     // And the other way round: upload first, then fsync.
     let id = node.put("k2", "v");
