@@ -165,7 +165,6 @@ pub(crate) fn spawn(
         applied: Arc::new(outlets.applied),
     };
     let driver = Driver {
-        store: core.store().clone(),
         applier: Applier::start(acker.clone(), shared.commands.clone()),
         acker,
         apply: None,
@@ -176,7 +175,6 @@ pub(crate) fn spawn(
         wal_segments: outlets.wal_segments,
         append: None,
         background: Vec::new(),
-        slot: shared.store.clone(),
         refreshed_index: 0,
         failure: Arc::downgrade(shared),
         pending: HashMap::new(),
@@ -216,12 +214,10 @@ struct Driver {
     append: Option<(IoId, SegmentId, bool, Bytes)>,
     /// Store persistence and compaction threads that may still run.
     background: Vec<JoinHandle<()>>,
-    store: FjallStore,
-    slot: Arc<StoreSlot>,
     /// The applied index as of the slot's last refresh.
     refreshed_index: u64,
-    /// Applies entries and delivers what waited on them (the events and applied-revision
-    /// channels are its).
+    /// Applies entries and delivers what waited on them; holds the node's store, its read
+    /// slot, and the events and applied-revision channels.
     acker: Acker,
     applier: Applier,
     /// The apply the core asked for in this round, with what was polled after it.
@@ -358,14 +354,12 @@ impl Driver {
             core,
             wal,
             background,
-            store,
-            slot,
             mut applier,
             acker,
             ..
         } = self;
         applier.stop();
-        drop(acker);
+        let Acker { store, slot, .. } = acker;
         for job in background {
             let _ = job.join();
         }
@@ -482,8 +476,8 @@ impl Driver {
                 .applied_view()
                 .filter(|v| v.applied_index() == index)
                 .cloned()
-                .unwrap_or_else(|| self.store.view());
-            self.slot.refresh(view);
+                .unwrap_or_else(|| self.acker.store.view());
+            self.acker.slot.refresh(view);
         }
         applier::publish_newer(&self.acker.applied, self.core.applied_revision());
         // Likewise the loss window: a write answered in sync mode is already in the bucket.
@@ -565,7 +559,7 @@ impl Driver {
     /// Takes the view now (the core's contract: before anything else is fed to it), builds
     /// the checkpoint on a background thread.
     fn build_checkpoint(&mut self, io: IoId, spec: BuildSpec) {
-        let view = self.store.view();
+        let view = self.acker.store.view();
         let done = self.commands_tx.clone();
         let spawned = thread::Builder::new()
             .name("t4-checkpoint".into())
@@ -593,7 +587,7 @@ impl Driver {
         name: &str,
         job: impl FnOnce(&FjallStore) -> Result<(), t4_core::StoreError> + Send + 'static,
     ) {
-        let store = self.store.clone();
+        let store = self.acker.store.clone();
         let done = self.commands_tx.clone();
         let spawned = thread::Builder::new().name(name.into()).spawn(move || {
             let result = job(&store).map_err(|e| e.to_string());

@@ -33,6 +33,22 @@ pub(super) enum Delivery {
     ),
 }
 
+impl Delivery {
+    /// Answers with `reason` instead: what it would have acknowledged did not happen (events
+    /// are dropped).
+    fn refuse(self, reason: &str) {
+        match self {
+            Delivery::Publish(_) => {}
+            Delivery::Reply(reply, _) => {
+                let _ = reply.send(Err(t4_core::Error::Failed(reason.to_string())));
+            }
+            Delivery::Checkpoint(reply, _) => {
+                let _ = reply.send(Err(reason.to_string()));
+            }
+        }
+    }
+}
+
 /// An apply and what waits on it, or (with no apply) what waits on the apply before it.
 pub(super) struct Job {
     pub(super) apply: Option<(IoId, LogEntry)>,
@@ -68,17 +84,7 @@ impl Acker {
         };
         if let Err(e) = self.store.apply(&entry) {
             let reason = format!("store apply failed: {e}");
-            for delivery in then {
-                match delivery {
-                    Delivery::Publish(_) => {}
-                    Delivery::Reply(reply, _) => {
-                        let _ = reply.send(Err(t4_core::Error::Failed(reason.clone())));
-                    }
-                    Delivery::Checkpoint(reply, _) => {
-                        let _ = reply.send(Err(reason.clone()));
-                    }
-                }
-            }
+            then.into_iter().for_each(|d| d.refuse(&reason));
             return Some(Done {
                 io,
                 result: Err(e.to_string()),

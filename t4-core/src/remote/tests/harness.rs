@@ -271,6 +271,25 @@ impl Node {
         true
     }
 
+    /// Completes the IOs `asked` does not match until one it matches is pending (and left
+    /// pending): the node is frozen just before that request.
+    pub fn run_until_asked(&mut self, asked: impl Fn(&Io) -> bool) {
+        while !self.pending.iter().any(&asked) {
+            assert!(self.complete(|io| !asked(io)), "start-up stalled");
+        }
+    }
+
+    /// Lets a frozen writer go on to the end and checks that it stopped, fenced by `term`.
+    pub fn wakes_fenced_by(&mut self, term: &str) {
+        self.settle();
+        assert!(!self.core.is_serving(), "a zombie must never serve");
+        let reason = self.failures.first().expect("fenced");
+        assert!(
+            reason.contains("fenced") && reason.contains(term),
+            "{reason}"
+        );
+    }
+
     /// Completes every IO, firing timeouts as time passes, until nothing is left to do
     /// within `limit` of simulated time.
     pub fn settle_for(&mut self, limit: Duration) {

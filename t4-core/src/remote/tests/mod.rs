@@ -200,19 +200,11 @@ fn a_writer_that_slept_through_a_takeover_mid_start_up_stops_at_the_newer_terms_
     };
     let mut zombie = Node::open(takeover("z"), &bucket);
     let reads_chain = |io: &Io| matches!(io, Io::Object(_, ObjectRequest::Get { key }) if key.starts_with("wal/"));
-    while !zombie.pending.iter().any(reads_chain) {
-        assert!(zombie.complete(|io| !reads_chain(io)), "start-up stalled");
-    }
+    zombie.run_until_asked(reads_chain);
     let mut new = Node::start(takeover("n"), &bucket);
     new.put_now("k", "new").expect("written");
     let before = zombie.core.applied_index();
-    zombie.settle();
-    assert!(!zombie.core.is_serving(), "a zombie must never serve");
-    let reason = zombie.failures.first().expect("fenced");
-    assert!(
-        reason.contains("fenced") && reason.contains("term 3"),
-        "{reason}"
-    );
+    zombie.wakes_fenced_by("term 3");
     assert!(
         zombie.core.applied_index() <= before + 1,
         "the zombie applied the newer term's entries"
@@ -236,9 +228,7 @@ fn a_writer_that_slept_through_a_takeover_mid_start_up_is_fenced_even_at_a_freed
     };
     let mut zombie = Node::open(takeover("z"), &bucket);
     let reads_chain = |io: &Io| matches!(io, Io::Object(_, ObjectRequest::Get { key }) if key.starts_with("wal/"));
-    while !zombie.pending.iter().any(reads_chain) {
-        assert!(zombie.complete(|io| !reads_chain(io)), "start-up stalled");
-    }
+    zombie.run_until_asked(reads_chain);
     // The first writer does not know yet and goes on: its writes are acknowledged and
     // are the log (wal/2, wal/3).
     old.put_now("k", "1").expect("written");
@@ -258,13 +248,7 @@ fn a_writer_that_slept_through_a_takeover_mid_start_up_is_fenced_even_at_a_freed
     );
     // The frozen one wakes: its chain ends at the free name, its marker create there
     // succeeds, and only the manifest re-read after it shows the newer term.
-    zombie.settle();
-    assert!(!zombie.core.is_serving(), "a zombie must never serve");
-    let reason = zombie.failures.first().expect("fenced");
-    assert!(
-        reason.contains("fenced") && reason.contains("term 3"),
-        "{reason}"
-    );
+    zombie.wakes_fenced_by("term 3");
     // Nothing it did reaches the log: a fresh node recovers the newest writer's state.
     new.put_now("k", "last").expect("the new writer goes on");
     let fresh = Node::start(remote("n"), &bucket);
@@ -288,9 +272,7 @@ fn a_writer_that_slept_through_a_takeover_after_listing_the_log_writes_nothing()
     let wanted = layout::wal_key(2);
     let reads_wanted =
         |io: &Io| matches!(io, Io::Object(_, ObjectRequest::Get { key }) if *key == wanted);
-    while !zombie.pending.iter().any(reads_wanted) {
-        assert!(zombie.complete(|io| !reads_wanted(io)), "start-up stalled");
-    }
+    zombie.run_until_asked(reads_wanted);
     // A third process takes over, merges the tails the frozen one listed and deletes them.
     let mut new = Node::start(takeover("n"), &bucket);
     for i in 0..4 {
@@ -304,13 +286,7 @@ fn a_writer_that_slept_through_a_takeover_after_listing_the_log_writes_nothing()
     let before = bucket.borrow().keys("wal/");
     // The frozen one wakes: the tail it listed is gone. That is not the end of the log, so
     // it writes nothing (no marker or upload into the merged range) and finds it is fenced.
-    zombie.settle();
-    assert!(!zombie.core.is_serving(), "a zombie must never serve");
-    let reason = zombie.failures.first().expect("fenced");
-    assert!(
-        reason.contains("fenced") && reason.contains("term 3"),
-        "{reason}"
-    );
+    zombie.wakes_fenced_by("term 3");
     assert_eq!(
         bucket.borrow().keys("wal/"),
         before,
