@@ -133,11 +133,14 @@ pub enum Action {
     ///
     /// It may run concurrently with the [`Action::WalAppend`] that follows it (that is the
     /// point: the next batch's fsync overlaps this batch's apply), but every
-    /// [`Action::Reply`], [`Action::Publish`] and [`Action::CheckpointDone`] polled after it
-    /// must be delivered only once it has completed: they answer with what it writes, and a
-    /// reader told of a write must find it in the store. If the apply fails, report the error
-    /// and deliver none of them (the core fails; the entry is in the WAL, so a restart applies
-    /// it).
+    /// [`Action::Publish`] and [`Action::CheckpointDone`] polled after it must be delivered
+    /// only once it has completed: they describe what it writes. The [`Action::Reply`]s
+    /// polled after it answer writes that are durable already; an adapter may deliver them
+    /// at once, provided that a read which starts after such an answer waits until the store
+    /// has applied the entry (a reader told of a write must find it in the store), or else it
+    /// must hold them until the apply completes too. If the apply fails, report the error and
+    /// deliver none of the held actions (the core fails; the entry is in the WAL, so a
+    /// restart applies it).
     Apply {
         /// Completion id.
         io: IoId,

@@ -1,8 +1,9 @@
 //! Runs the core as one task on the runtime that opened the node. The task owns the [`Core`]
 //! and the WAL files: it feeds the core what queued up, performs the actions, and appends to
-//! the WAL itself, after the round's replies. A durable batch is applied to the store and
-//! answered on the applier thread while the task runs the next batch's append, or on the
-//! task itself when no append follows (`applier`). Store persistence, compaction and
+//! the WAL itself, after the round's replies. A durable batch is answered at once and
+//! applied to the store on the applier thread while the task runs the next batch's append,
+//! or on the task itself when no append follows (`applier`); reads wait for the apply of
+//! any write already answered (`StoreSlot::acknowledge`). Store persistence, compaction and
 //! checkpoint builds run on short-lived background threads. Adapters are thin: every
 //! decision is the core's.
 //!
@@ -396,9 +397,10 @@ impl Driver {
 
     /// Performs every action the core has queued, in order — the WAL append last, after the
     /// replies and events of the round, as its completion feeds the core again — then reports
-    /// the state. An apply with an append after it runs on the applier thread (the replies
-    /// and events polled after it go with it), and so does whatever is polled while the
-    /// thread has an apply unreported; an apply with nothing else to do runs here.
+    /// the state. An apply with an append after it runs on the applier thread (the events
+    /// and checkpoint answers polled after it go with it), and so does whatever of those is
+    /// polled while the thread has an apply unreported; an apply with nothing else to do runs
+    /// here. Replies go out as they are polled.
     fn drain(&mut self) {
         loop {
             self.perform();
@@ -431,7 +433,8 @@ impl Driver {
         self.report();
     }
 
-    /// Delivers an answer or events now, or after the apply before it in the core's order.
+    /// Delivers events or a checkpoint's answer now, or after the apply before it in the
+    /// core's order.
     fn deliver(&mut self, delivery: Delivery) {
         if self.apply.is_none() && self.applier.busy() {
             self.apply = Some(Job {
@@ -466,7 +469,7 @@ impl Driver {
     }
 
     fn perform(&mut self) {
-        // Before any reply: what a reply acknowledges must be visible to the reads after it.
+        // The newest view for reads, as soon as the core has one.
         let index = self.core.applied_index();
         if index != self.refreshed_index {
             self.refreshed_index = index;
@@ -494,6 +497,10 @@ impl Driver {
                     self.append = Some((io, segment, create, bytes));
                 }
                 Action::Apply { io, entry } => {
+                    // Before the replies polled after it: they may be delivered at once.
+                    if let Some(revision) = entry.last_revision() {
+                        self.acker.slot.acknowledge(revision);
+                    }
                     // The core has at most one outstanding, and the applier none unreported.
                     self.apply = Some(Job {
                         apply: Some((io, entry)),
@@ -512,8 +519,11 @@ impl Driver {
                 }
                 Action::Publish { events } => self.deliver(Delivery::Publish(events)),
                 Action::Reply { id, result } => {
+                    // At once, even while the apply before it runs: the write is durable, the
+                    // slot's acknowledged revision was raised when the apply was polled, and
+                    // reads wait for the view to reach it.
                     if let Some(reply) = self.pending.remove(&id) {
-                        self.deliver(Delivery::Reply(reply, result));
+                        let _ = reply.send(result);
                     }
                 }
                 Action::Object { io, request } => self.object(io, request),

@@ -65,6 +65,7 @@ async fn blocking<T: Send + 'static>(
 impl Node {
     /// The node's revision, compact revision, applied index and size on disk.
     pub async fn status(&self) -> Result<NodeStatus> {
+        self.caught_up().await?;
         let shared = self.shared.clone();
         blocking(move || {
             let (revision, compact_revision, applied_index) = shared.store.read(|s| {
@@ -88,6 +89,7 @@ impl Node {
     /// etcd's `HashKV`: a CRC-32C of the retained history up to `revision` (0 = current);
     /// equal histories give equal hashes (see [`t4_core::mvcc::hash_kv`]).
     pub async fn hash_kv(&self, revision: Revision) -> Result<KvHash> {
+        self.caught_up().await?;
         let shared = self.shared.clone();
         blocking(move || Ok(shared.store.read(|s| hash_kv(&s.view(), revision))??)).await
     }
@@ -96,6 +98,7 @@ impl Node {
     /// metadata and every lease (see [`t4_core::snapshot`]). Iterate the encoder for the
     /// bytes; [`restore_snapshot`] turns them into a data directory.
     pub async fn snapshot(&self) -> Result<SnapshotEncoder> {
+        self.caught_up().await?;
         let shared = self.shared.clone();
         blocking(move || {
             shared.store.read(|s| {

@@ -315,11 +315,37 @@ impl Node {
         // range request and response around it: the point get is the hottest read.
         let key = key.into();
         t4_core::txn::check_key(&key)?;
-        let found = self
-            .shared
-            .store
-            .read_latest_briefly(|view| view.get_current(key))?;
+        let floor = self.shared.store.acknowledged();
+        let found = self.shared.store.read_latest_briefly(|view| {
+            (view.revision() >= floor).then(|| view.get_current(key.clone()))
+        })?;
+        let found = match found {
+            Some(found) => found,
+            None => {
+                self.answered_writes_visible(floor).await?;
+                self.shared
+                    .store
+                    .read_latest_briefly(|view| view.get_current(key))?
+            }
+        };
         Ok(found.map_err(t4_core::Error::from)?)
+    }
+
+    /// Waits until the writes answered before `floor` was read are visible to reads. A write
+    /// is answered as soon as it is durable, and its apply to the store may still be running
+    /// (for a few microseconds to a few milliseconds); a read that starts after the answer
+    /// must see it.
+    async fn answered_writes_visible(&self, floor: Revision) -> Result<()> {
+        if self.shared.store.revisions().0 >= floor {
+            return Ok(());
+        }
+        self.wait_for_revision(floor).await.map(|_| ())
+    }
+
+    /// Waits until every write answered so far is visible to reads.
+    pub(crate) async fn caught_up(&self) -> Result<()> {
+        self.answered_writes_visible(self.shared.store.acknowledged())
+            .await
     }
 
     /// Every key starting with `prefix`, in key order, at the current revision (etcd's
@@ -382,6 +408,7 @@ impl Node {
     pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
         // The same checks as a range inside a txn: an empty key, a key over MAX_KEY_LEN.
         t4_core::txn::check_range_request(&req)?;
+        self.caught_up().await?;
         Ok(self
             .shared
             .store
@@ -547,6 +574,8 @@ impl Node {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .resubscribe();
+        // A watch from "now" starts after every answered write.
+        self.caught_up().await?;
         Watch::start(range, &options, live, self.shared.store.clone())
     }
 
@@ -641,17 +670,26 @@ impl Node {
     /// ```
     pub async fn wait_for_revision(&self, revision: Revision) -> Result<Revision> {
         let mut applied = self.shared.applied.clone();
-        let r = applied
-            .wait_for(|r| *r >= revision)
+        let store = &self.shared.store;
+        let r = *applied
+            .wait_for(|r| *r >= revision || store.applies_failed())
             .await
             .map_err(|_| Error::Closed)?;
-        Ok(*r)
+        if r < revision {
+            return Err(Error::Request(t4_core::Error::Failed(format!(
+                "a store apply failed: the writes after revision {r} are durable but cannot \
+                 be read until the node restarts"
+            ))));
+        }
+        Ok(r)
     }
 
-    /// The latest durable, visible revision: every write up to it is acknowledged-durable
-    /// and visible to reads. Cheap; never waits for writes.
+    /// The latest answered revision: every write up to it is durable, and every read that
+    /// starts now sees it (a read waits for the store to apply a write answered a moment
+    /// ago). Cheap; never waits.
     pub fn current_revision(&self) -> Revision {
-        self.shared.store.revisions().0
+        let store = &self.shared.store;
+        store.revisions().0.max(store.acknowledged())
     }
 
     /// The compact revision (0 if never compacted).

@@ -5,6 +5,7 @@
 //! directory works even while old `Node` clones or `Watch`es are still around. Every reader
 //! therefore goes through this slot, and `close` takes the store out of it.
 
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use t4_core::{ReadView, Revision, Store};
@@ -30,13 +31,23 @@ enum State {
 /// The store until the node closes.
 pub(crate) struct StoreSlot {
     state: RwLock<State>,
+    /// The newest revision a writer has been told of. A write is answered once it is
+    /// durable, possibly before its apply to the store is done; reads wait until the view
+    /// reaches this revision, so an answered write is visible to every read after the answer.
+    acknowledged: AtomicI64,
+    /// An apply failed: the writes answered after the last good one never become visible
+    /// (until a restart replays them from the WAL), so reads waiting for them fail.
+    apply_failed: AtomicBool,
 }
 
 impl StoreSlot {
     pub(crate) fn new(store: FjallStore) -> StoreSlot {
+        let latest = store.view();
         StoreSlot {
+            acknowledged: AtomicI64::new(latest.revision()),
+            apply_failed: AtomicBool::new(false),
             state: RwLock::new(State::Open {
-                latest: Arc::new(store.view()),
+                latest: Arc::new(latest),
                 store,
             }),
         }
@@ -75,14 +86,34 @@ impl StoreSlot {
         }
     }
 
-    /// Shares `view` as the latest. The core's task calls it after every apply, before it
-    /// answers the requests that apply made durable, so an answered write is always visible
-    /// to the reads that follow.
+    /// Shares `view` as the latest, after an apply. Writes may be answered before (they are
+    /// durable), after [`StoreSlot::acknowledge`]: reads wait for the view to catch up.
     pub(crate) fn refresh(&self, view: FjallView) {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         if let State::Open { latest, .. } = &mut *state {
             *latest = Arc::new(view);
         }
+    }
+
+    /// Records that writes up to `revision` may be answered (they are durable), before the
+    /// answers go out.
+    pub(crate) fn acknowledge(&self, revision: Revision) {
+        self.acknowledged.fetch_max(revision, Ordering::SeqCst);
+    }
+
+    /// The newest revision a writer may have been told of.
+    pub(crate) fn acknowledged(&self) -> Revision {
+        self.acknowledged.load(Ordering::SeqCst)
+    }
+
+    /// Records that an apply failed (before the applied revision's watchers are woken).
+    pub(crate) fn fail_applies(&self) {
+        self.apply_failed.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether an apply failed.
+    pub(crate) fn applies_failed(&self) -> bool {
+        self.apply_failed.load(Ordering::SeqCst)
     }
 
     /// The current and compact revision: the store's, or the last ones after close.

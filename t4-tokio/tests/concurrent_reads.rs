@@ -111,6 +111,52 @@ async fn a_write_is_visible_to_every_read_that_starts_after_it_is_acknowledged()
     node.close().await.unwrap();
 }
 
+/// A write is answered as soon as it is durable, possibly while its apply to the store is
+/// still running on another thread; every read that starts after the answer must see it
+/// anyway. Many writers keep batches (and applies) overlapping; each reads its own key back
+/// right after each put, through each read path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_read_path_sees_a_write_answered_while_other_writes_are_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path()).await;
+    let writers: Vec<_> = (0..16)
+        .map(|w| {
+            let node = node.clone();
+            tokio::spawn(async move {
+                let key = format!("own/{w:02}");
+                for i in 0..150 {
+                    let rev = node.put(key.clone(), format!("{i}")).await.unwrap();
+                    let kv = node.get(key.clone()).await.unwrap().unwrap();
+                    assert_eq!(kv.mod_revision, rev, "{key}: get after the answer");
+                    let resp = node
+                        .range(RangeRequest {
+                            key: key.clone().into(),
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        resp.kvs[0].mod_revision, rev,
+                        "{key}: range after the answer"
+                    );
+                    assert!(resp.revision >= rev, "{key}: range header revision");
+                    assert!(node.current_revision() >= rev, "{key}: current revision");
+                    if i % 30 == 0 {
+                        assert!(
+                            node.status().await.unwrap().revision >= rev,
+                            "{key}: status"
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        within("writers", w).await.unwrap();
+    }
+    node.close().await.unwrap();
+}
+
 /// Point gets go through the latest-version cache. With a cache of a few entries (evicted
 /// and refilled all the time) and readers on other threads, a get never answers a value
 /// older than one already acknowledged, nor older than one it saw before, and never one

@@ -2,10 +2,13 @@
 //! when nothing else is to be done, or on the applier thread while the core's task runs the
 //! next WAL append, so that one batch's apply overlaps the next batch's fsync.
 //!
-//! The core's contract ([`t4_core::Action::Apply`]): the replies, events and checkpoint
-//! answers polled after an apply are delivered only once it is done. A [`Job`] carries them
-//! and [`Acker::run`] delivers them right after the apply and the refresh of the read view,
-//! so an answered write is visible to every read that follows the answer.
+//! The core's contract ([`t4_core::Action::Apply`]): the events and checkpoint answers
+//! polled after an apply are delivered only once it is done. A [`Job`] carries them and
+//! [`Acker::run`] delivers them right after the apply and the refresh of the read view.
+//! Replies do not wait: a write is answered once it is durable, after the driver has raised
+//! the read slot's acknowledged revision, and reads wait for the view to reach that (see
+//! [`StoreSlot::acknowledge`]), so an answered write is visible to every read that follows
+//! the answer.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, mpsc};
@@ -13,7 +16,7 @@ use std::thread::{self, JoinHandle};
 
 use t4_core::remote::CheckpointInfo;
 use t4_core::wal::LogEntry;
-use t4_core::{Event, IoId, ReadView, Response, Revision, Store};
+use t4_core::{Event, IoId, ReadView, Revision, Store};
 use tokio::sync::{broadcast, oneshot, watch};
 
 use super::{Command, Sender};
@@ -23,10 +26,6 @@ use crate::store::{FjallStore, FjallView};
 /// Something the core emitted after an apply, delivered once the apply is done.
 pub(super) enum Delivery {
     Publish(Arc<[Event]>),
-    Reply(
-        oneshot::Sender<Result<Response, t4_core::Error>>,
-        Result<Response, t4_core::Error>,
-    ),
     Checkpoint(
         oneshot::Sender<Result<CheckpointInfo, String>>,
         Result<CheckpointInfo, String>,
@@ -39,9 +38,6 @@ impl Delivery {
     fn refuse(self, reason: &str) {
         match self {
             Delivery::Publish(_) => {}
-            Delivery::Reply(reply, _) => {
-                let _ = reply.send(Err(t4_core::Error::Failed(reason.to_string())));
-            }
             Delivery::Checkpoint(reply, _) => {
                 let _ = reply.send(Err(reason.to_string()));
             }
@@ -84,6 +80,7 @@ impl Acker {
         };
         if let Err(e) = self.store.apply(&entry) {
             let reason = format!("store apply failed: {e}");
+            self.failed();
             then.into_iter().for_each(|d| d.refuse(&reason));
             return Some(Done {
                 io,
@@ -102,15 +99,19 @@ impl Acker {
         })
     }
 
+    /// Marks applies failed and wakes the reads that wait for an answered write: they fail
+    /// instead of waiting for an apply that will not come.
+    fn failed(&self) {
+        self.slot.fail_applies();
+        self.applied.send_modify(|_| {});
+    }
+
     /// Hands one answer or event batch to whoever waits for it.
     pub(super) fn deliver(&self, delivery: Delivery) {
         match delivery {
             // No receivers is fine; lagging receivers catch up from the store.
             Delivery::Publish(events) => {
                 let _ = self.events.send(events);
-            }
-            Delivery::Reply(reply, result) => {
-                let _ = reply.send(result);
             }
             Delivery::Checkpoint(reply, result) => {
                 let _ = reply.send(result);
@@ -151,6 +152,7 @@ impl Applier {
                     let io = job.apply.as_ref().map(|(io, _)| *io);
                     let run = std::panic::catch_unwind(AssertUnwindSafe(|| acker.run(job)));
                     let done = run.unwrap_or_else(|_| {
+                        acker.failed();
                         io.map(|io| Done {
                             io,
                             result: Err("the store apply panicked".to_string()),
