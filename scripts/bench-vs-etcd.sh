@@ -6,7 +6,12 @@
 #   scripts/bench-vs-etcd.sh                 # every workload, 20000 ops each
 #   OPS=50000 scripts/bench-vs-etcd.sh par-put mixed
 #   T4_RUN_FLAGS="--s3-bucket ..." scripts/bench-vs-etcd.sh   # extra `t4 run` flags
+#   ROUNDS=5 OPS=5000 scripts/bench-vs-etcd.sh seq-put par-put   # alternate t4 and etcd 5 times
 #
+# With ROUNDS > 1 each workload runs against t4, then etcd, then t4 again and so on, and the
+# table gives each server's median throughput (and the latencies of its median round), the
+# ratio of the medians, and every round's ratio: on a noisy machine one round can land in a
+# slow moment for one server only.
 # Both servers keep their data in fresh temporary directories on the same disk, with fsync on.
 # Every workload uses 64-byte keys and 256-byte values; parallel workloads use 16 clients
 # over 4 connections. Raw JSON reports are kept in $OUT (default target/bench-vs-etcd).
@@ -21,6 +26,7 @@ root=$(cd "$here/.." && pwd)
 (cd "$root" && cargo build -q --release --bin t4)
 T4=$(find_t4 release)
 OPS=${OPS:-20000}
+ROUNDS=${ROUNDS:-1}
 OUT=${OUT:-$root/target/bench-vs-etcd}
 mkdir -p "$OUT"
 
@@ -44,32 +50,44 @@ flags_for() {
   esac
 }
 
-run() { # run SERVER PORT WORKLOAD -> writes $OUT/SERVER-WORKLOAD.json
-  local server=$1 port=$2 workload=$3
+run() { # run SERVER PORT WORKLOAD ROUND -> writes $OUT/SERVER-WORKLOAD-ROUND.json
+  local server=$1 port=$2 workload=$3 round=$4
   # shellcheck disable=SC2046 # flags_for prints a list of flags
   "$T4" bench --endpoints "127.0.0.1:$port" --workload "$workload" --ops "$OPS" \
     --key-size 64 --value-size 256 $(flags_for "$workload") --json \
-    >"$OUT/$server-$workload.json"
+    >"$OUT/$server-$workload-$round.json"
 }
 
-echo "| workload | clients | t4 ops/s | etcd ops/s | t4 ÷ etcd | t4 p50 / p99 / p999 µs | etcd p50 / p99 / p999 µs |"
-echo "|---|---|---|---|---|---|---|"
+echo "| workload | clients | t4 ops/s | etcd ops/s | t4 ÷ etcd | t4 p50 / p99 / p999 µs | etcd p50 / p99 / p999 µs | t4 ÷ etcd per round |"
+echo "|---|---|---|---|---|---|---|---|"
 for w in "${workloads[@]}"; do
-  run t4 "${PORTS[0]}" "$w"
-  run etcd "${PORTS[1]}" "$w"
-  python3 - "$OUT/t4-$w.json" "$OUT/etcd-$w.json" <<'EOF'
+  for round in $(seq "$ROUNDS"); do
+    run t4 "${PORTS[0]}" "$w" "$round"
+    run etcd "${PORTS[1]}" "$w" "$round"
+  done
+  python3 - "$OUT" "$w" "$ROUNDS" <<'EOF'
 import json, sys
-t4, etcd = (json.load(open(p)) for p in sys.argv[1:3])
-for r, name in ((t4, "t4"), (etcd, "etcd")):
-    if r["errors"]:
-        sys.exit(f"{name} {r['workload']}: {r['errors']} errors, first: {r['first_error']}")
+out, workload, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def load(server):
+    reports = [json.load(open(f"{out}/{server}-{workload}-{r}.json")) for r in range(1, rounds + 1)]
+    for r in reports:
+        if r["errors"]:
+            sys.exit(f"{server} {workload}: {r['errors']} errors, first: {r['first_error']}")
+    return reports
+t4, etcd = load("t4"), load("etcd")
+def median(reports):
+    # The round with the median throughput (the lower middle one for an even count).
+    return sorted(reports, key=lambda r: r["ops_per_sec"])[(len(reports) - 1) // 2]
 # For the watch workload the latency that matters is put sent -> event received.
 def lat(r):
     l = r["other_latencies_us"]["put-to-event"] if r["workload"] == "watch" else r["latency_us"]
     return "{:.0f} / {:.0f} / {:.0f}".format(*(l[k] for k in ("p50", "p99", "p999")))
-print(f"| {t4['workload']} | {t4['clients']} | {t4['ops_per_sec']:,.0f} | {etcd['ops_per_sec']:,.0f} "
-      f"| {t4['ops_per_sec'] / etcd['ops_per_sec']:.2f}× | {lat(t4)} | {lat(etcd)} |")
+t, e = median(t4), median(etcd)
+per_round = ", ".join(f"{a['ops_per_sec'] / b['ops_per_sec']:.2f}×" for a, b in zip(t4, etcd))
+print(f"| {workload} | {t['clients']} | {t['ops_per_sec']:,.0f} | {e['ops_per_sec']:,.0f} "
+      f"| {t['ops_per_sec'] / e['ops_per_sec']:.2f}× | {lat(t)} | {lat(e)} | {per_round} |")
 EOF
 done
+
 echo
-echo "t4: $("$T4" --version); etcd: $(/usr/bin/etcd --version | head -1); ${OPS} ops per workload; $(nproc) cores; raw reports in $OUT"
+echo "t4: $("$T4" --version); etcd: $(/usr/bin/etcd --version | head -1); ${OPS} ops per workload, ${ROUNDS} round(s); $(nproc) cores; raw reports in $OUT"
