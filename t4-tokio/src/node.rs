@@ -316,12 +316,17 @@ impl Node {
         let key = key.into();
         t4_core::txn::check_key(&key)?;
         let floor = self.shared.store.acknowledged();
+        // The view is checked under the same lock as the read; behind, the key comes back.
         let found = self.shared.store.read_latest_briefly(|view| {
-            (view.revision() >= floor).then(|| view.get_current(key.clone()))
+            if view.revision() >= floor {
+                Ok(view.get_current(key))
+            } else {
+                Err(key)
+            }
         })?;
         let found = match found {
-            Some(found) => found,
-            None => {
+            Ok(found) => found,
+            Err(key) => {
                 self.answered_writes_visible(floor).await?;
                 self.shared
                     .store
@@ -654,7 +659,8 @@ impl Node {
 
     /// Waits until every write up to `revision` is applied and visible to reads; returns
     /// the revision then (at least `revision`). Useful after learning a revision from
-    /// another handle or a watch.
+    /// another handle or a watch. Fails if a store apply failed before reaching it (the
+    /// writes are in the WAL; a restart applies them).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
