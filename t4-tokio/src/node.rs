@@ -327,7 +327,7 @@ impl Node {
         let found = match found {
             Ok(found) => found,
             Err(key) => {
-                self.answered_writes_visible(floor).await?;
+                self.wait_for_revision(floor).await?;
                 self.shared
                     .store
                     .read_latest_briefly(|view| view.get_current(key))?
@@ -336,21 +336,15 @@ impl Node {
         Ok(found.map_err(t4_core::Error::from)?)
     }
 
-    /// Waits until the writes answered before `floor` was read are visible to reads. A write
-    /// is answered as soon as it is durable, and its apply to the store may still be running
-    /// (for a few microseconds to a few milliseconds); a read that starts after the answer
-    /// must see it.
-    async fn answered_writes_visible(&self, floor: Revision) -> Result<()> {
-        if self.shared.store.revisions().0 >= floor {
-            return Ok(());
-        }
-        self.wait_for_revision(floor).await.map(|_| ())
-    }
-
-    /// Waits until every write answered so far is visible to reads.
+    /// Waits until every write answered so far is visible to reads. A write is answered as
+    /// soon as it is durable, and its apply to the store may still be running (for a few
+    /// microseconds to a few milliseconds); a read that starts after the answer must see it.
     pub(crate) async fn caught_up(&self) -> Result<()> {
-        self.answered_writes_visible(self.shared.store.acknowledged())
-            .await
+        let floor = self.shared.store.acknowledged();
+        if self.shared.store.revisions().0 < floor {
+            self.wait_for_revision(floor).await?;
+        }
+        Ok(())
     }
 
     /// Every key starting with `prefix`, in key order, at the current revision (etcd's

@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 
 /// Bytes of zeros written at a time ahead of the log's end, up to the preallocated size; a
 /// new chunk is written when less than half of one is left after an append.
-pub(crate) const ZERO_AHEAD: u64 = 1 << 20;
+const ZERO_AHEAD: u64 = 1 << 20;
 
 /// The zeros written ahead (static: too large for a task's stack).
 static ZEROS: [u8; ZERO_AHEAD as usize] = [0; ZERO_AHEAD as usize];

@@ -1,4 +1,4 @@
-//! Applies durable entries to the store and answers what waited on them: on the core's task
+//! Applies durable entries to the store and delivers what waited on them: on the core's task
 //! when nothing else is to be done, or on the applier thread while the core's task runs the
 //! next WAL append, so that one batch's apply overlaps the next batch's fsync.
 //!
@@ -70,8 +70,9 @@ pub(super) struct Acker {
 
 impl Acker {
     /// Applies the job's entry, shares the new view for reads, then delivers what waited;
-    /// returns the apply's report. If the apply fails nothing it would have acknowledged is:
-    /// the waiting requests get the failure (the entry is in the WAL; a restart applies it).
+    /// returns the apply's report. If the apply fails, its events are dropped, a waiting
+    /// checkpoint gets the failure, and reads waiting for its writes fail (the entry is in
+    /// the WAL; a restart applies it).
     pub(super) fn run(&self, job: Job) -> Option<Done> {
         let Job { apply, then } = job;
         let Some((io, entry)) = apply else {
