@@ -47,7 +47,18 @@ pub struct Config {
     pub seed: u64,
     /// The bucket, if any: `None` is local-only durability.
     pub remote: Option<RemoteConfig>,
+    /// Most durable entries handed out with [`Action::Apply`] and not yet reported applied
+    /// (at least 1; 0 is taken as 1). A batch that becomes durable while this many are
+    /// outstanding is answered and applied only once the oldest is reported, and no append
+    /// starts meanwhile. More than one lets the applies of several batches trail their
+    /// appends when applying is slower than an fsync (writes answered before their apply
+    /// is done, as t4-tokio answers them, then keep flowing); the core keeps every pending
+    /// entry's writes in its overlay until its apply is reported.
+    pub max_applies_in_flight: usize,
 }
+
+/// Default of [`Config::max_applies_in_flight`].
+pub const DEFAULT_MAX_APPLIES_IN_FLIGHT: usize = 4;
 
 impl Default for Config {
     fn default() -> Config {
@@ -60,6 +71,7 @@ impl Default for Config {
             term: 1,
             seed: 0,
             remote: None,
+            max_applies_in_flight: DEFAULT_MAX_APPLIES_IN_FLIGHT,
         }
     }
 }
@@ -128,11 +140,12 @@ pub enum Action {
         bytes: Bytes,
     },
     /// Apply a durable entry to the store with [`Store::apply`], then report `IoDone(io)`.
-    /// At most one is outstanding at a time, and the core emits the next only after this one
-    /// is reported, so entries reach the store in log order.
+    /// Up to [`Config::max_applies_in_flight`] are outstanding at a time; the adapter applies
+    /// them in the order emitted and reports them in that order, so entries reach the store
+    /// in log order.
     ///
-    /// It may run concurrently with the [`Action::WalAppend`] that follows it (that is the
-    /// point: the next batch's fsync overlaps this batch's apply), but every
+    /// It may run concurrently with the [`Action::WalAppend`]s that follow it (that is the
+    /// point: the next batches' fsyncs overlap this batch's apply), but every
     /// [`Action::Publish`] and [`Action::CheckpointDone`] polled after it must be delivered
     /// only once it has completed: they describe what it writes. The [`Action::Reply`]s
     /// polled after it answer writes that are durable already; an adapter may deliver them
@@ -288,9 +301,10 @@ pub struct Core<S: Store> {
     /// Set by [`Core::handle_all`] while it feeds its inputs: the open batch starts after.
     pub(crate) holding: bool,
     pub(crate) in_flight: Option<InFlight>,
-    /// The durable entry being applied ([`Action::Apply`]): until it is done, the overlay
-    /// keeps its writes and the store may be anywhere between it and the entry before.
-    pub(crate) applying: Option<Applying>,
+    /// The durable entries being applied ([`Action::Apply`]), oldest first: until an
+    /// entry's apply is reported, the overlay keeps its writes, and the store may be
+    /// anywhere between the last reported entry and the newest handed out.
+    pub(crate) applying: VecDeque<Applying>,
     /// A view the adapter took right after the outstanding apply ([`Core::offer_view`]).
     pub(crate) offered: Option<S::View>,
     pub(crate) active: Option<ActiveSegment>,
@@ -341,7 +355,7 @@ impl<S: Store> Core<S> {
             open: Batch::default(),
             holding: false,
             in_flight: None,
-            applying: None,
+            applying: VecDeque::new(),
             offered: None,
             // Appends resume in a fresh segment; every recovered one is sealed.
             active: None,
@@ -464,9 +478,9 @@ impl<S: Store> Core<S> {
         self.view.as_ref()
     }
 
-    /// Offers the view the adapter took right after performing the outstanding
-    /// [`Action::Apply`], before it reports the apply: the core then uses it rather than take
-    /// another. A view of any other index is ignored.
+    /// Offers the view the adapter took right after performing an [`Action::Apply`], before
+    /// it reports that apply: the core then uses it rather than take another. A view of any
+    /// other index than the reported entry's is ignored.
     pub fn offer_view(&mut self, view: S::View) {
         self.offered = Some(view);
     }
@@ -488,7 +502,7 @@ impl<S: Store> Core<S> {
             .as_ref()
             .is_none_or(|f| outage && f.local_done && !waiting(&f.batch));
         let open = self.open.is_idle() || (outage && !waiting(&self.open));
-        in_flight && open && self.applying.is_none() && self.compactor.waiters.is_empty()
+        in_flight && open && self.applying.is_empty() && self.compactor.waiters.is_empty()
     }
 
     /// Whether the core serves requests: false while it recovers from the bucket at start-up
@@ -820,8 +834,8 @@ impl<S: Store> Core<S> {
     }
 
     fn handle_io(&mut self, now: Instant, io: IoId, result: Result<(), String>) {
-        if self.applying.as_ref().is_some_and(|a| a.io == io) {
-            let applying = self.applying.take().expect("checked above");
+        if self.applying.front().is_some_and(|a| a.io == io) {
+            let applying = self.applying.pop_front().expect("checked above");
             match result {
                 Ok(()) => self.applied(now, applying),
                 Err(e) => self.fail(format!("store apply failed: {e}")),
@@ -876,8 +890,9 @@ impl<S: Store> Core<S> {
     /// append done and, in sync upload mode, its tail object in the bucket.
     pub(crate) fn maybe_complete_batch(&mut self, now: Instant) {
         let Some(f) = &self.in_flight else { return };
-        if self.applying.is_some() {
-            // Entries reach the store in order: this one waits for the apply before it.
+        if self.applying.len() >= self.config.max_applies_in_flight.max(1) {
+            // Entries reach the store in order, at most this many outstanding: this one
+            // waits for the oldest apply.
             return;
         }
         let uploaded = self
@@ -900,7 +915,7 @@ impl<S: Store> Core<S> {
             active.last_index = entry.index;
         }
         let io = self.io_id();
-        self.applying = Some(Applying {
+        self.applying.push_back(Applying {
             io,
             index: entry.index,
             revision: entry.last_revision(),

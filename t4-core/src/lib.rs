@@ -35,9 +35,11 @@
 //!   then the next batch's append, then [`Action::Publish`] for its events and the
 //!   [`Action::Reply`]s. **No reply is emitted before the data it reports is durable**, and
 //!   this includes replies to reads (read-only txns, lease queries) that observed a
-//!   decided-but-not-durable write. The adapter may run the apply concurrently with the next
-//!   append's fsync, but delivers the replies and events polled after an apply only once it is
-//!   done, so a client told of a write finds it in the store.
+//!   decided-but-not-durable write. Up to [`core::Config::max_applies_in_flight`] applies
+//!   may be outstanding, and the adapter may run them concurrently with the next appends'
+//!   fsyncs, but delivers the events polled after an apply only once it is done; replies go
+//!   out with it too, or at once if reads that start after them wait for the apply (see
+//!   [`Action::Apply`]), so a client told of a write finds it in the store.
 //! * If an append fails, the core stops: every waiting request gets [`Error::Failed`], later
 //!   writes too, and [`Action::Failed`] tells the adapter. The store only ever holds durable
 //!   entries, so reads stay correct; a restart recovers from the WAL. The requests of the

@@ -172,11 +172,15 @@ fn requests_that_arrive_during_an_append_share_the_next_one() {
 }
 
 /// The apply of a durable batch overlaps the next batch's append: the next append starts
-/// while the apply is outstanding, the batch after it waits for that apply (entries reach
-/// the store in order), and the core counts an entry applied only once it is reported.
+/// while the apply is outstanding, the batch after it waits for that apply when only one
+/// may be outstanding (entries reach the store in order), and the core counts an entry
+/// applied only once it is reported.
 #[test]
 fn the_next_append_runs_while_a_durable_batch_is_applied() {
-    let mut d = Driver::new(Config::default());
+    let mut d = Driver::new(Config {
+        max_applies_in_flight: 1,
+        ..Config::default()
+    });
     d.hold_applies = true;
     let first = d.submit(put("a", "1"));
     d.clear_trace();
@@ -223,6 +227,89 @@ fn the_next_append_runs_while_a_durable_batch_is_applied() {
     d.settle();
     assert_eq!(d.core.applied_index(), 2);
     assert_eq!(d.store.view().applied_index(), 2);
+    assert!(d.core.is_quiescent());
+}
+
+/// With two applies allowed outstanding, two durable batches are handed out for applying and
+/// answered while neither is reported; the third waits (unanswered, and no append starts)
+/// until the oldest is reported. Decisions meanwhile see both pending batches' writes.
+#[test]
+fn applies_trail_appends_up_to_the_configured_bound() {
+    let mut d = Driver::new(Config {
+        max_applies_in_flight: 2,
+        ..Config::default()
+    });
+    d.hold_applies = true;
+    let applies = |d: &Driver| {
+        d.pending
+            .iter()
+            .filter(|io| matches!(io, Io::Apply { .. }))
+            .count()
+    };
+    let complete_append = |d: &mut Driver| {
+        let at = d
+            .pending
+            .iter()
+            .position(|io| matches!(io, Io::Append { .. }))
+            .expect("an append in flight");
+        d.complete_at(at);
+    };
+
+    let first = d.submit(put("a", "1"));
+    complete_append(&mut d);
+    let second = d.submit(put("a", "2"));
+    complete_append(&mut d);
+    assert_eq!(applies(&d), 2, "two applies outstanding");
+    assert_eq!(revision_of(&d.take_reply(first).expect("answered")), 2);
+    assert_eq!(revision_of(&d.take_reply(second).expect("answered")), 3);
+    assert_eq!(d.core.applied_index(), 0, "neither apply is reported yet");
+    assert_eq!(d.store.view().revision(), 1, "the store has neither");
+
+    // Decided over the store plus both pending entries: `a` is at version 2.
+    let third = d.submit(Request::Txn(TxnRequest {
+        compare: vec![Compare {
+            key: b("a"),
+            result: CompareResult::Equal,
+            target: CompareTarget::Version(2),
+            ..Default::default()
+        }],
+        success: vec![RequestOp::Put(PutRequest {
+            key: b("a"),
+            value: b("3"),
+            ..Default::default()
+        })],
+        ..Default::default()
+    }));
+    d.clear_trace();
+    complete_append(&mut d);
+    assert!(
+        d.trace.is_empty(),
+        "a third durable batch waits for the oldest apply: {:?}",
+        d.trace
+    );
+    assert!(d.take_reply(third).is_none(), "answered beyond the bound");
+    let fourth = d.submit(put("b", "1"));
+    assert_eq!(
+        d.pending_appends(),
+        0,
+        "no append starts while a batch waits"
+    );
+
+    // The oldest apply is reported: the third batch is handed out and answered, the
+    // fourth appended.
+    d.clear_trace();
+    d.complete_next();
+    assert_eq!(d.core.applied_index(), 1);
+    assert!(matches!(&d.trace[0], Action::Apply { entry, .. } if entry.index == 3));
+    match d.take_reply(third).expect("answered") {
+        Ok(Response::Txn(r)) => assert!(r.succeeded, "the compare saw both pending writes"),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(d.pending_appends(), 1);
+    d.settle();
+    assert_eq!(revision_of(&d.take_reply(fourth).expect("answered")), 5);
+    assert_eq!(d.core.applied_index(), 4);
+    assert_eq!(d.store.view().applied_index(), 4);
     assert!(d.core.is_quiescent());
 }
 

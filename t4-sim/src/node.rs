@@ -24,11 +24,11 @@
 //! The node never decides anything the core should: if this file grows policy, move it into
 //! the core where the simulator exercises it for every adapter.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
-use t4_core::mvcc::MemStore;
+use t4_core::mvcc::{MemStore, MemView};
 use t4_core::object::{ObjectError, ObjectResponse};
 use t4_core::wal::frame::FrameRead;
 use t4_core::wal::segment::SEGMENT_HEADER_LEN;
@@ -182,6 +182,9 @@ pub struct SimNode {
     pending: BTreeMap<RequestId, (usize, OpId)>,
     next_request: u64,
     appends: BTreeMap<IoId, Append>,
+    /// Applies performed and not reported yet, oldest first, each with the view taken right
+    /// after it (offered to the core with the report, as t4-tokio's applier does).
+    applies: VecDeque<(IoId, MemView)>,
     /// With [`NodeConfig::inline_appends`]: requests that arrived during the append in flight.
     queued: Vec<Input>,
     watchers: Watchers,
@@ -235,6 +238,7 @@ impl SimNode {
             pending: BTreeMap::new(),
             next_request: 0,
             appends: BTreeMap::new(),
+            applies: VecDeque::new(),
             queued: Vec::new(),
             watchers: Watchers::default(),
             pump_scheduled: false,
@@ -339,6 +343,7 @@ impl SimNode {
         self.generation += 1;
         self.pending.clear();
         self.appends.clear();
+        self.applies.clear();
         self.queued.clear();
         self.objects.clear();
         self.timer_at = None;
@@ -518,10 +523,18 @@ impl SimNode {
                 }
             }
             NodeTimer::Applied { io } => {
-                env.trace
-                    .record(now, format_args!("n{} apply reported", self.id));
-                if let Some(core) = self.core.as_mut() {
-                    core.handle(now, Input::IoDone { io, result: Ok(()) });
+                // Reports come in the order of the applies: this one, and every older one
+                // not reported yet (their own timers, due later, then find nothing).
+                let Some(last) = self.applies.iter().position(|(i, _)| *i == io) else {
+                    return;
+                };
+                for (io, view) in self.applies.drain(..=last).collect::<Vec<_>>() {
+                    env.trace
+                        .record(now, format_args!("n{} apply reported", self.id));
+                    if let Some(core) = self.core.as_mut() {
+                        core.offer_view(view);
+                        core.handle(now, Input::IoDone { io, result: Ok(()) });
+                    }
                 }
             }
             NodeTimer::Persisted { io } => {
@@ -701,6 +714,9 @@ impl SimNode {
                     now,
                     format_args!("n{} apply entry {}", self.id, entry.index),
                 );
+                if let Some(core) = &self.core {
+                    self.applies.push_back((io, core.store().view()));
+                }
                 let delay = self.rng.log_uniform(1_000, 2_000_000);
                 self.schedule(env, delay, NodeTimer::Applied { io });
             }

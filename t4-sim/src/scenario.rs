@@ -266,6 +266,7 @@ impl World {
             segment_max_bytes: *cfg_rng.pick(&[1 << 10, 8 << 10, 64 << 10, 64 << 20]),
             segment_max_age: Duration::from_millis(*cfg_rng.pick(&[200, 2_000, 10_000])),
             remote: bucket_plan.as_ref().map(|b| b.remote.clone()),
+            max_applies_in_flight: *cfg_rng.pick(&[1, 2, 4]),
             ..Config::default()
         };
         let node_config = NodeConfig {

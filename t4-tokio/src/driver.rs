@@ -200,6 +200,12 @@ fn publish<T: PartialEq>(channel: &watch::Sender<T>, value: T) {
     });
 }
 
+/// An apply of at most this many revisions (and leases, compactions) with nothing else to
+/// do runs on the core's task: quicker than waking the applier thread. A larger one goes
+/// to the thread, so that the core's task decides and appends the next batch meanwhile
+/// instead of leaving the writers waiting behind it.
+const INLINE_APPLY_MAX_OPS: usize = 32;
+
 /// Most commands taken from the queue before the core's actions are performed.
 const MAX_COMMANDS_PER_ROUND: usize = 1024;
 
@@ -399,7 +405,8 @@ impl Driver {
     /// replies and events of the round, as its completion feeds the core again — then reports
     /// the state. An apply with an append after it runs on the applier thread (the events
     /// and checkpoint answers polled after it go with it), and so does whatever of those is
-    /// polled while the thread has an apply unreported; an apply with nothing else to do runs
+    /// polled while the thread has an apply unreported, and a large apply (the core's task
+    /// then takes the next requests meanwhile); a small apply with nothing else to do runs
     /// here. Replies go out as they are polled.
     fn drain(&mut self) {
         loop {
@@ -410,7 +417,11 @@ impl Driver {
                 break;
             }
             if let Some(job) = job {
-                let inline = if append.is_some() || self.applier.busy() {
+                let small = job
+                    .apply
+                    .as_ref()
+                    .is_none_or(|(_, entry)| entry.ops.len() <= INLINE_APPLY_MAX_OPS);
+                let inline = if append.is_some() || self.applier.busy() || !small {
                     self.applier.hand_over(job)
                 } else {
                     Some(job)
@@ -501,7 +512,14 @@ impl Driver {
                     if let Some(revision) = entry.last_revision() {
                         self.acker.slot.acknowledge(revision);
                     }
-                    // The core has at most one outstanding, and the applier none unreported.
+                    // An earlier apply polled in this round goes first, to the applier thread
+                    // (in order), so that this one's deliveries follow both.
+                    if let Some(earlier) = self.apply.take()
+                        && let Some(job) = self.applier.hand_over(earlier)
+                        && let Some(done) = self.acker.run(job)
+                    {
+                        self.apply_done(done);
+                    }
                     self.apply = Some(Job {
                         apply: Some((io, entry)),
                         then: Vec::new(),

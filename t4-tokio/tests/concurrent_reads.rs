@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use common::{b, config, open, within};
-use t4::{PutRequest, RangeRequest, RequestOp, TxnRequest};
+use t4::{KeyRange, PutRequest, RangeRequest, RequestOp, TxnRequest, WatchOptions};
 
 fn pair_txn(i: u64) -> TxnRequest {
     let put = |k: &str| {
@@ -154,6 +154,50 @@ async fn every_read_path_sees_a_write_answered_while_other_writes_are_applied() 
     for w in writers {
         within("writers", w).await.unwrap();
     }
+    node.close().await.unwrap();
+}
+
+/// With hundreds of writers, batches are large: their applies run on the applier thread,
+/// several outstanding at once behind the appends, and writes are answered meanwhile. A
+/// writer still reads its own write back right after each answer, and a watcher started
+/// at the beginning gets every write once, in revision order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_writes_are_read_back_while_several_large_applies_trail_the_log() {
+    const WRITERS: usize = 256;
+    const PUTS: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path()).await;
+    let mut watch = node
+        .watch(KeyRange::prefix("many/"), WatchOptions::default())
+        .await
+        .unwrap();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let node = node.clone();
+            tokio::spawn(async move {
+                let key = format!("many/{w:03}");
+                for i in 0..PUTS {
+                    let rev = node.put(key.clone(), format!("{i}")).await.unwrap();
+                    let kv = node.get(key.clone()).await.unwrap().unwrap();
+                    assert_eq!(kv.mod_revision, rev, "{key}: get after the answer");
+                    assert_eq!(kv.version, i as i64 + 1, "{key}: version");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        within("writers", w).await.unwrap();
+    }
+    let mut last = 0;
+    let mut seen = 0;
+    while seen < WRITERS * PUTS {
+        for event in within("events", watch.next_batch()).await.unwrap() {
+            assert!(event.kv.mod_revision > last, "events in revision order");
+            last = event.kv.mod_revision;
+            seen += 1;
+        }
+    }
+    assert_eq!(last, node.current_revision());
     node.close().await.unwrap();
 }
 

@@ -179,7 +179,7 @@ impl<S: Store> Core<S> {
             .flatten();
         let ckp =
             // Mirrors the guards of `pump_checkpoint`, which is what acts on this deadline.
-            (self.applying.is_none()
+            (self.applying.is_empty()
                 && r.building.is_none()
                 && r.built.is_none()
                 && r.ckp_retry_at.is_none()

@@ -21,7 +21,7 @@ impl<S: Store> Core<S> {
     /// Emits [`Action::BuildCheckpoint`] when one is due (or demanded). Called only at the end
     /// of an input, so the adapter's view is at the index asked for.
     pub(crate) fn pump_checkpoint(&mut self, now: Instant) {
-        if self.applying.is_some() {
+        if !self.applying.is_empty() {
             // The store is between two entries: its view would not be at `applied_index`.
             return;
         }

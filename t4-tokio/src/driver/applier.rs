@@ -138,8 +138,8 @@ pub(super) fn publish_newer(channel: &watch::Sender<Revision>, revision: Revisio
 pub(super) struct Applier {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
-    /// An apply was handed over and its report has not been taken yet.
-    busy: bool,
+    /// Applies handed over whose reports have not been taken yet.
+    unreported: usize,
 }
 
 impl Applier {
@@ -177,7 +177,7 @@ impl Applier {
         Applier {
             jobs,
             thread,
-            busy: false,
+            unreported: 0,
         }
     }
 
@@ -189,7 +189,7 @@ impl Applier {
         let applies = job.apply.is_some();
         match jobs.send(job) {
             Ok(()) => {
-                self.busy |= applies;
+                self.unreported += usize::from(applies);
                 None
             }
             Err(mpsc::SendError(job)) => Some(job),
@@ -199,12 +199,12 @@ impl Applier {
     /// Whether an apply handed over has not been reported yet: what the core emits
     /// meanwhile must go through the thread too, to be delivered after it.
     pub(super) fn busy(&self) -> bool {
-        self.busy
+        self.unreported > 0
     }
 
-    /// The report of the apply handed over was taken.
+    /// The report of the oldest apply handed over was taken.
     pub(super) fn reported(&mut self) {
-        self.busy = false;
+        self.unreported = self.unreported.saturating_sub(1);
     }
 
     /// Stops the thread once its jobs are done.
