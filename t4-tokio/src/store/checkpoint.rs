@@ -29,7 +29,7 @@ pub(super) fn load(inner: &Inner, image: &CheckpointImage) -> Result<(), StoreEr
     for keyspace in [
         &inner.latest,
         &inner.history,
-        &inner.revlog,
+        &inner.changes,
         &inner.leases,
         &inner.lease_keys,
     ] {

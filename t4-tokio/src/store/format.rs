@@ -14,8 +14,12 @@ use bytes::{Buf, Bytes};
 use t4_core::{KeyValue, LeaseId, Revision};
 
 /// Version of this format, stored in `meta` when a store is created. A store written by a
-/// newer t4 (a higher number) is refused, never misread.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// newer t4 (a higher number) is refused, never misread; one of an older version is
+/// upgraded when it is opened.
+///
+/// * 1: one `revlog` record per change.
+/// * 2: `changes` records holding a run of changes each (one per applied entry, mostly).
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 /// `meta` key of the format version (`u32` big-endian).
 pub(crate) const FORMAT_KEY: &[u8] = b"format_version";
@@ -165,33 +169,79 @@ pub(crate) fn decode_version(key: Bytes, version: Bytes) -> Result<Option<KeyVal
 }
 
 // ---------------------------------------------------------------------------------------
-// revlog: revision ++ index of the change in its revision -> kind ++ user key
+// changes: revision ++ index of the record's first change in its revision -> the changes
+//
+// A record holds a run of consecutive changes, in revision order and, within a revision,
+// in the order of the revision's changes: for each, the revision (8 bytes, as
+// `encode_i64`), the kind (`TAG_PUT` or `TAG_TOMBSTONE`), the user key's length (`u16`
+// big-endian; keys are at most `MAX_KEY_LEN` bytes) and the user key. An apply writes one
+// record per entry, cut into several when it is large, so a put costs one insert into
+// `history` and `latest` but only a share of one into `changes`.
 
-/// The `revlog` key of the `index`-th change at `revision`.
-pub(crate) fn revlog_key(revision: Revision, index: u32) -> [u8; 12] {
+/// The `changes` key of a record whose first change is the `index`-th at `revision`.
+pub(crate) fn changes_key(revision: Revision, index: u32) -> [u8; 12] {
     let mut out = [0; 12];
     out[..8].copy_from_slice(&encode_i64(revision));
     out[8..].copy_from_slice(&index.to_be_bytes());
     out
 }
 
-/// The revision of a `revlog` key.
-pub(crate) fn revlog_revision(key: &[u8]) -> Option<Revision> {
+/// The revision of the first change of a `changes` record, from its key.
+pub(crate) fn changes_key_revision(key: &[u8]) -> Option<Revision> {
     if key.len() != 12 {
         return None;
     }
     Some(decode_i64(array(&key[..8])?))
 }
 
-/// The `revlog` value of a change: its kind and the raw user key.
-pub(crate) fn revlog_value(tombstone: bool, key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + key.len());
-    out.push(if tombstone { TAG_TOMBSTONE } else { TAG_PUT });
-    out.extend_from_slice(key);
-    out
+/// Appends one change to a `changes` record; `key` is at most `u16::MAX` bytes (the store
+/// refuses longer keys before it gets here).
+pub(crate) fn push_change(record: &mut Vec<u8>, revision: Revision, tombstone: bool, key: &[u8]) {
+    let len = u16::try_from(key.len()).expect("keys are at most MAX_KEY_LEN bytes");
+    record.extend_from_slice(&encode_i64(revision));
+    record.push(if tombstone { TAG_TOMBSTONE } else { TAG_PUT });
+    record.extend_from_slice(&len.to_be_bytes());
+    record.extend_from_slice(key);
 }
 
-/// Decodes a `revlog` value into (is a deletion, user key); the key shares its memory.
+/// One change read from a `changes` record; the key shares the record's memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ChangeRecord {
+    pub(crate) revision: Revision,
+    pub(crate) tombstone: bool,
+    pub(crate) key: Bytes,
+}
+
+/// The changes of a `changes` record, in order; `None` if it is malformed.
+pub(crate) fn decode_changes(record: Bytes) -> Option<Vec<ChangeRecord>> {
+    const HEADER: usize = 8 + 1 + 2;
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < record.len() {
+        let header = record.get(at..at + HEADER)?;
+        let revision = decode_i64(array(&header[..8])?);
+        let tombstone = match header[8] {
+            TAG_PUT => false,
+            TAG_TOMBSTONE => true,
+            _ => return None,
+        };
+        let len = usize::from(u16::from_be_bytes(array(&header[9..])?));
+        let end = (at + HEADER).checked_add(len)?;
+        if end > record.len() {
+            return None;
+        }
+        out.push(ChangeRecord {
+            revision,
+            tombstone,
+            key: record.slice(at + HEADER..end),
+        });
+        at = end;
+    }
+    Some(out)
+}
+
+/// Decodes a format-1 `revlog` value into (is a deletion, user key), for the upgrade to
+/// `changes` records (the `revlog` key is a `changes_key` of that one change).
 pub(crate) fn decode_revlog_value(value: Bytes) -> Option<(bool, Bytes)> {
     let tombstone = match *value.first()? {
         TAG_PUT => false,
@@ -369,11 +419,31 @@ mod tests {
         }
 
         #[test]
-        fn revlog_keys_sort_by_revision_then_index(
+        fn changes_keys_sort_by_revision_then_index(
             ra in any::<i64>(), ia in any::<u32>(), rb in any::<i64>(), ib in any::<u32>()
         ) {
-            prop_assert_eq!(revlog_key(ra, ia).cmp(&revlog_key(rb, ib)), (ra, ia).cmp(&(rb, ib)));
-            prop_assert_eq!(revlog_revision(&revlog_key(ra, ia)), Some(ra));
+            prop_assert_eq!(changes_key(ra, ia).cmp(&changes_key(rb, ib)), (ra, ia).cmp(&(rb, ib)));
+            prop_assert_eq!(changes_key_revision(&changes_key(ra, ia)), Some(ra));
+        }
+
+        #[test]
+        fn changes_records_round_trip(
+            changes in proptest::collection::vec((any::<i64>(), any::<bool>(), arb_key()), 0..8)
+        ) {
+            let mut record = Vec::new();
+            for (revision, tombstone, key) in &changes {
+                push_change(&mut record, *revision, *tombstone, key);
+            }
+            let expected: Vec<ChangeRecord> = changes
+                .into_iter()
+                .map(|(revision, tombstone, key)| ChangeRecord { revision, tombstone, key: key.into() })
+                .collect();
+            let record = Bytes::from(record);
+            prop_assert_eq!(decode_changes(record.clone()), Some(expected));
+            // Short of its last byte, a record is refused rather than misread.
+            if !record.is_empty() {
+                prop_assert_eq!(decode_changes(record.slice(..record.len() - 1)), None);
+            }
         }
 
         #[test]
@@ -397,9 +467,7 @@ mod tests {
         }
 
         #[test]
-        fn revlog_values_and_lease_keys_round_trip(key in arb_key(), tomb in any::<bool>(), lease in any::<i64>()) {
-            let v = Bytes::from(revlog_value(tomb, &key));
-            prop_assert_eq!(decode_revlog_value(v), Some((tomb, Bytes::from(key.clone()))));
+        fn lease_keys_round_trip(key in arb_key(), lease in any::<i64>()) {
             let lk = Bytes::from(lease_key(lease, &key));
             prop_assert_eq!(split_lease_key(lk), Some((lease, Bytes::from(key))));
         }
@@ -428,6 +496,22 @@ mod tests {
         assert!(
             decode_version(Bytes::from_static(b"k"), Bytes::from_static(&[TAG_PUT, 0])).is_err()
         );
+    }
+
+    #[test]
+    fn format_1_revlog_values_decode() {
+        let put = Bytes::from_static(&[TAG_PUT, b'k']);
+        assert_eq!(
+            decode_revlog_value(put),
+            Some((false, Bytes::from_static(b"k")))
+        );
+        let delete = Bytes::from_static(&[TAG_TOMBSTONE, b'k']);
+        assert_eq!(
+            decode_revlog_value(delete),
+            Some((true, Bytes::from_static(b"k")))
+        );
+        assert_eq!(decode_revlog_value(Bytes::from_static(&[9, b'k'])), None);
+        assert_eq!(decode_revlog_value(Bytes::new()), None);
     }
 
     #[test]

@@ -8,15 +8,19 @@
 //! | `meta`       | `state`                             | applied index, revision, compact revision, compaction progress |
 //! | `latest`     | user key                            | the key's current version              |
 //! | `history`    | escaped user key ++ revision        | the version written then, or a tombstone |
-//! | `revlog`     | revision ++ index of the change     | put or delete ++ user key              |
+//! | `changes`    | revision ++ index of its first change | a run of changes: revision, put or delete, user key |
 //! | `leases`     | lease id                            | TTL                                    |
 //! | `lease_keys` | lease id ++ user key                | empty                                  |
 //!
 //! (encodings in `format.rs`). Current reads — the common case — are one lookup in `latest`;
 //! reads at older revisions find the newest `history` version at or below the revision;
-//! watch catch-up walks `revlog` and takes put values from `history` (so a value is stored
-//! twice, not three times). The meta numbers share one `state` record so that a view costs
-//! a snapshot and one lookup.
+//! watch catch-up walks `changes` and takes put values from `history` (so a value is stored
+//! twice, not three times). A `changes` record holds every change of one applied entry
+//! (cut into several records past [`CHANGES_PER_RECORD`] changes or [`RECORD_BYTES`]), so
+//! group commit also groups the revision log: a put in a batch of hundreds costs two fjall
+//! inserts and a share of a third. Format version 1 had one `revlog` record per change;
+//! opening such a store converts them (see `upgrade_revlog`). The meta numbers share one
+//! `state` record so that a view costs a snapshot and one lookup.
 //!
 //! Every entry is applied as **one** fjall write batch holding all its changes and the new
 //! `state` record (applied index, revision, compact revision), so a view — a fjall snapshot
@@ -35,9 +39,9 @@
 //!
 //! [`Store::compact`] runs beside applies and reads. It first records `compacting = R` (reads
 //! below `R` are refused from then on, so no view ever sees history half-removed), then for
-//! every key changed since the previous compaction (found through `revlog`) deletes the
-//! `history` versions no read at `R` or later can reach, deletes `revlog` below `R`, all in
-//! bounded batches, and finally records `physically_compacted`. A crash in between leaves
+//! every key changed since the previous compaction (found through `changes`) deletes the
+//! `history` versions no read at `R` or later can reach, deletes the `changes` records
+//! wholly below `R`, all in bounded batches, and finally records `physically_compacted`. A crash in between leaves
 //! extra history that the next compaction removes.
 
 mod batch;
@@ -50,7 +54,6 @@ mod view;
 mod tests;
 
 use std::collections::{BTreeMap, HashSet};
-use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -65,9 +68,14 @@ use cache::LatestCache;
 use format::State;
 pub use view::FjallView;
 
-/// Keys remembered as already compacted while walking `revlog` (then forgotten, which
+/// Keys remembered as already compacted while walking `changes` (then forgotten, which
 /// only costs a repeated, idempotent look at a key).
 const COMPACTION_SEEN_KEYS: usize = 65_536;
+
+/// Most changes in one `changes` record: an entry with more is cut into several records.
+pub(crate) const CHANGES_PER_RECORD: usize = 4096;
+/// A `changes` record is cut once it holds this many bytes.
+pub(crate) const RECORD_BYTES: usize = 256 << 10;
 
 /// t4's store on fjall. Cloning gives another handle to the same store.
 #[derive(Clone)]
@@ -80,7 +88,7 @@ struct Inner {
     meta: Keyspace,
     latest: Keyspace,
     history: Keyspace,
-    revlog: Keyspace,
+    changes: Keyspace,
     leases: Keyspace,
     lease_keys: Keyspace,
     /// The `state` record as last committed. Every writer of `state` (apply, compact) holds
@@ -111,7 +119,7 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
 /// Default bound of the latest-version cache: 64 MiB.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 
-const KEYSPACES: [&str; 5] = ["latest", "history", "revlog", "leases", "lease_keys"];
+const KEYSPACES: [&str; 5] = ["latest", "history", "changes", "leases", "lease_keys"];
 
 impl FjallStore {
     /// Opens the store in directory `path`, creating it if needed, with a latest-version
@@ -142,9 +150,11 @@ impl FjallStore {
             .keyspace("meta", KeyspaceCreateOptions::default)
             .map_err(io("opening keyspace meta"))?;
         // Check the format before touching anything else: a newer store must stay untouched.
-        let state = existing_state(&meta, path)?;
-        let fresh_state = state.is_none();
-        let [latest, history, revlog, leases, lease_keys] = KEYSPACES.map(|name| {
+        let existing = existing_state(&meta, path)?;
+        let fresh_state = existing.is_none();
+        let version = existing.map(|(version, _)| version);
+        let state = existing.map(|(_, state)| state);
+        let [latest, history, changes, leases, lease_keys] = KEYSPACES.map(|name| {
             db.keyspace(name, KeyspaceCreateOptions::default)
                 .map_err(|e| StoreError::Io(format!("opening store keyspace {name}: {e}")))
         });
@@ -152,7 +162,7 @@ impl FjallStore {
         let inner = Inner {
             latest: latest?,
             history: history?,
-            revlog: revlog?,
+            changes: changes?,
             leases: leases?,
             lease_keys: lease_keys?,
             state: Mutex::new(state),
@@ -174,16 +184,19 @@ impl FjallStore {
                 .persist(PersistMode::SyncAll)
                 .map_err(io("creating the store"))?;
         }
+        if version.is_some_and(|v| v < format::FORMAT_VERSION) {
+            upgrade_revlog(&inner)?;
+        }
         Ok(FjallStore {
             inner: Arc::new(inner),
         })
     }
 }
 
-/// The state of the store in `meta`; `None` if the store was never created (or its creation
-/// was interrupted: format and state are written together, before anything else). Refuses a
-/// store of a newer format.
-fn existing_state(meta: &Keyspace, path: &Path) -> Result<Option<State>, StoreError> {
+/// The format version and state of the store in `meta`; `None` if the store was never
+/// created (or its creation was interrupted: format and state are written together, before
+/// anything else). Refuses a store of a newer format.
+fn existing_state(meta: &Keyspace, path: &Path) -> Result<Option<(u32, State)>, StoreError> {
     let at = path.display();
     let version = meta
         .get(format::FORMAT_KEY)
@@ -209,7 +222,49 @@ fn existing_state(meta: &Keyspace, path: &Path) -> Result<Option<State>, StoreEr
     let state = state.ok_or_else(|| corrupt(format_args!("{at} has no state record")))?;
     let state = State::decode(&state)
         .ok_or_else(|| corrupt(format_args!("{at} has a malformed state record")))?;
-    Ok(Some(state))
+    Ok(Some((version, state)))
+}
+
+/// Upgrades a store of format version 1: each `revlog` record (one change, keyed by its
+/// revision and index) becomes a `changes` record of that one change under the same key;
+/// then `revlog` is deleted and the format version raised. Every step can be redone: a
+/// crash in between leaves version 1, and the next open converts (again, to the same
+/// records) whatever `revlog` still holds.
+fn upgrade_revlog(inner: &Inner) -> Result<(), StoreError> {
+    const WHAT: &str = "upgrading the store format";
+    if inner.db.keyspace_exists("revlog") {
+        let revlog = inner
+            .db
+            .keyspace("revlog", KeyspaceCreateOptions::default)
+            .map_err(io(WHAT))?;
+        let snapshot = inner.db.snapshot();
+        let mut inserts = BoundedBatch::new(inner, WHAT);
+        for guard in snapshot.iter(&revlog) {
+            let (key, value) = guard.into_inner().map_err(io(WHAT))?;
+            let revision = format::changes_key_revision(&key)
+                .ok_or_else(|| corrupt("malformed revision log key"))?;
+            let (tombstone, user_key) = format::decode_revlog_value(value.into())
+                .filter(|(_, k)| !k.is_empty() && k.len() <= MAX_KEY_LEN)
+                .ok_or_else(|| {
+                    corrupt(format_args!("malformed revision log entry at {revision}"))
+                })?;
+            let mut record = Vec::with_capacity(11 + user_key.len());
+            format::push_change(&mut record, revision, tombstone, &user_key);
+            inserts.insert(&inner.changes, key.to_vec(), record.into())?;
+        }
+        inserts.commit()?;
+        drop(snapshot);
+        inner.db.persist(PersistMode::SyncAll).map_err(io(WHAT))?;
+        inner.db.delete_keyspace(revlog).map_err(io(WHAT))?;
+    }
+    let mut batch = inner.db.batch();
+    batch.insert(
+        &inner.meta,
+        format::FORMAT_KEY,
+        format::FORMAT_VERSION.to_be_bytes(),
+    );
+    batch.commit().map_err(io(WHAT))?;
+    inner.db.persist(PersistMode::SyncAll).map_err(io(WHAT))
 }
 
 impl Inner {
@@ -224,6 +279,36 @@ impl Inner {
         let mut batch = self.db.batch();
         batch.insert(&self.meta, format::STATE_KEY, state.encode());
         batch.commit().map_err(io("writing the store state"))
+    }
+}
+
+/// The `changes` record being filled by an apply.
+#[derive(Default)]
+struct ChangesRecord {
+    /// Its key: the revision and index of its first change; `None` while it is empty.
+    key: Option<[u8; 12]>,
+    bytes: Vec<u8>,
+    changes: usize,
+}
+
+impl ChangesRecord {
+    fn push(&mut self, revision: Revision, index: u32, tombstone: bool, key: &[u8]) {
+        self.key
+            .get_or_insert_with(|| format::changes_key(revision, index));
+        format::push_change(&mut self.bytes, revision, tombstone, key);
+        self.changes += 1;
+    }
+
+    fn is_full(&self) -> bool {
+        self.changes >= CHANGES_PER_RECORD || self.bytes.len() >= RECORD_BYTES
+    }
+
+    /// Adds the record to `batch` (if it holds anything) and starts an empty one.
+    fn write(&mut self, batch: &mut fjall::OwnedWriteBatch, changes: &Keyspace) {
+        if let Some(key) = self.key.take() {
+            batch.insert(changes, key, std::mem::take(&mut self.bytes));
+            self.changes = 0;
+        }
     }
 }
 
@@ -274,6 +359,7 @@ impl Store for FjallStore {
         // which recovery replays; `persist` flushes and syncs before WAL segments go.
         let mut batch = inner.db.batch().durability(None);
         let mut last = LastWrites::default();
+        let mut record = ChangesRecord::default();
         for op in &entry.ops {
             match op {
                 LogOp::Revision { revision, changes } => {
@@ -309,11 +395,10 @@ impl Store for FjallStore {
                             }
                         }
                         let tombstone = matches!(change, Change::Delete { .. });
-                        batch.insert(
-                            &inner.revlog,
-                            format::revlog_key(*revision, index),
-                            format::revlog_value(tombstone, key),
-                        );
+                        record.push(*revision, index, tombstone, key);
+                        if record.is_full() {
+                            record.write(&mut batch, &inner.changes);
+                        }
                     }
                     next.revision = *revision;
                 }
@@ -328,6 +413,7 @@ impl Store for FjallStore {
                 }
             }
         }
+        record.write(&mut batch, &inner.changes);
         // The cache changes before the commit, so that no view at the new revision can find
         // an entry older than its snapshot (`cache.rs`).
         if next.revision > state.revision {
@@ -422,28 +508,26 @@ impl Store for FjallStore {
 
         let mut deletes = BoundedBatch::new(inner, "compacting");
         let mut seen: HashSet<Bytes> = HashSet::new();
-        let upper = match revision.checked_add(1) {
-            Some(r) => Bound::Excluded(format::revlog_key(r, 0).to_vec()),
-            None => Bound::Unbounded,
-        };
-        let lower = Bound::Included(format::revlog_key(start, 0).to_vec());
-        for guard in snapshot.range(&inner.revlog, (lower, upper)) {
-            let (rk, rv) = guard.into_inner().map_err(io("reading the revision log"))?;
-            let rev = format::revlog_revision(&rk)
-                .ok_or_else(|| corrupt("malformed revision log key"))?;
-            let (_, key) = format::decode_revlog_value(rv.into())
-                .ok_or_else(|| corrupt(format_args!("malformed revision log entry at {rev}")))?;
-            if rev < revision {
-                deletes.remove(&inner.revlog, rk.into())?;
+        let upper = format::changes_key(revision, u32::MAX);
+        let lower = record_holding(&snapshot, &inner.changes, start)?;
+        for guard in snapshot.range(&inner.changes, lower..=upper.to_vec()) {
+            let (ck, record) = guard.into_inner().map_err(io("reading the revision log"))?;
+            let changes = decode_record(&ck, record.into())?;
+            for change in changes.iter().filter(|c| c.revision <= revision) {
+                // A key not changed since the last compaction has at most one version at
+                // or below it, which is not a tombstone: nothing to remove. So only keys in
+                // the revision log since then need a look (and those of the record that
+                // holds the start, once more: compacting a key twice changes nothing).
+                if seen.len() >= COMPACTION_SEEN_KEYS {
+                    seen.clear();
+                }
+                if seen.insert(change.key.clone()) {
+                    compact_key(inner, &snapshot, &change.key, revision, &mut deletes)?;
+                }
             }
-            // A key not changed since the last compaction has at most one version at or
-            // below it, which is not a tombstone: nothing to remove. So only keys in the
-            // revision log since then need a look.
-            if seen.len() >= COMPACTION_SEEN_KEYS {
-                seen.clear();
-            }
-            if seen.insert(key.clone()) {
-                compact_key(inner, &snapshot, &key, revision, &mut deletes)?;
+            // A record that reaches `revision` stays: watches from `revision` on read it.
+            if changes.last().is_none_or(|c| c.revision < revision) {
+                deletes.remove(&inner.changes, ck.into())?;
             }
         }
         deletes.commit()?;
@@ -457,6 +541,36 @@ impl Store for FjallStore {
         }
         Ok(())
     }
+}
+
+/// The key of the `changes` record that holds the first change at or after `revision`: the
+/// last record that starts at or before it (records hold runs of consecutive revisions), or
+/// where such a record would start if there is none.
+pub(crate) fn record_holding(
+    snapshot: &fjall::Snapshot,
+    changes: &Keyspace,
+    revision: Revision,
+) -> Result<Vec<u8>, StoreError> {
+    let at = format::changes_key(revision, 0);
+    match snapshot.range(changes, ..=at).next_back() {
+        Some(guard) => Ok(guard
+            .key()
+            .map_err(io("reading the revision log"))?
+            .to_vec()),
+        None => Ok(at.to_vec()),
+    }
+}
+
+/// Decodes the `changes` record stored under `key`, or says it is malformed.
+pub(crate) fn decode_record(
+    key: &[u8],
+    record: Bytes,
+) -> Result<Vec<format::ChangeRecord>, StoreError> {
+    let revision =
+        format::changes_key_revision(key).ok_or_else(|| corrupt("malformed revision log key"))?;
+    format::decode_changes(record)
+        .filter(|changes| changes.first().is_some_and(|c| c.revision == revision))
+        .ok_or_else(|| corrupt(format_args!("malformed revision log record at {revision}")))
 }
 
 /// Every lease with its granted TTL, as `snapshot` sees them.

@@ -224,6 +224,7 @@ fn reopening_after_drop_keeps_every_applied_entry() {
 
 #[test]
 fn a_store_from_a_newer_t4_is_refused_and_left_untouched() {
+    let newer = format::FORMAT_VERSION + 1;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
     drop(FjallStore::open(&path).unwrap());
@@ -232,14 +233,15 @@ fn a_store_from_a_newer_t4_is_refused_and_left_untouched() {
         let meta = db
             .keyspace("meta", fjall::KeyspaceCreateOptions::default)
             .unwrap();
-        meta.insert(format::FORMAT_KEY, 2u32.to_be_bytes()).unwrap();
+        meta.insert(format::FORMAT_KEY, newer.to_be_bytes())
+            .unwrap();
         db.persist(fjall::PersistMode::SyncAll).unwrap();
     }
     let err = FjallStore::open(&path).unwrap_err();
     let StoreError::Corrupt(msg) = &err else {
         panic!("expected Corrupt, got {err:?}");
     };
-    assert!(msg.contains("format version 2"), "{msg}");
+    assert!(msg.contains(&format!("format version {newer}")), "{msg}");
     assert!(msg.contains("upgrade t4"), "{msg}");
     assert!(msg.contains(&path.display().to_string()), "{msg}");
 
@@ -249,7 +251,7 @@ fn a_store_from_a_newer_t4_is_refused_and_left_untouched() {
         .unwrap();
     assert_eq!(
         meta.get(format::FORMAT_KEY).unwrap().as_deref(),
-        Some(&2u32.to_be_bytes()[..]),
+        Some(&newer.to_be_bytes()[..]),
         "the newer store is not rewritten"
     );
 }
@@ -420,11 +422,167 @@ fn compacting_a_large_store_keeps_reads_right_and_removes_history() {
         );
     }
     // Everything is compacted: history holds exactly the live keys, the revision log only
-    // the last revision.
+    // the record that holds the last revision.
     let live = scan(&store.view(), &all(), w.revision).unwrap().len();
     assert_eq!(count(&store, &store.inner.history), live);
     assert!(history_before > 4 * keys);
-    assert!(count(&store, &store.inner.revlog) <= 500);
+    assert_eq!(count(&store, &store.inner.changes), 1);
+}
+
+/// An entry with more changes than a `changes` record holds — many revisions, or one
+/// revision deleting many keys — is cut into several records, one starting in the middle
+/// of a revision; events from any revision, and compaction to one inside a record, still
+/// match the model.
+#[test]
+fn long_entries_are_cut_into_several_change_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::open(dir.path()).unwrap();
+    let mem = MemStore::new();
+    let mut w = Writer::new();
+    let keys = super::CHANGES_PER_RECORD + 1000;
+    let puts = (0..keys)
+        .map(|i| w.revision(vec![W::Put(key(i), Bytes::from_static(b"v"), 0)]))
+        .collect();
+    let entry = w.entry(puts);
+    store.apply(&entry).unwrap();
+    mem.apply(&entry).unwrap();
+    let first_delete = w.revision + 1;
+    let delete_all = w.revision((0..keys).map(|i| W::Del(key(i))).collect());
+    let last_put = w.revision(vec![W::Put(key(7), Bytes::from_static(b"again"), 0)]);
+    let entry = w.entry(vec![delete_all, last_put]);
+    store.apply(&entry).unwrap();
+    mem.apply(&entry).unwrap();
+    assert_eq!(
+        count(&store, &store.inner.changes),
+        4,
+        "two records per entry"
+    );
+
+    let (v, m) = (store.view(), mem.view());
+    let cut = 2 + super::CHANGES_PER_RECORD as Revision;
+    for from in [1, 2, 3, cut - 1, cut, cut + 1, first_delete, w.revision] {
+        assert_eq!(
+            events(&v, from, i64::MAX),
+            events(&m, from, i64::MAX),
+            "events from {from}"
+        );
+        assert_eq!(
+            events(&v, from, from),
+            events(&m, from, from),
+            "events at {from}"
+        );
+    }
+
+    let compact_at = cut + 10;
+    let entry = w.entry(vec![LogOp::Compact {
+        revision: compact_at,
+    }]);
+    store.apply(&entry).unwrap();
+    mem.apply(&entry).unwrap();
+    store.compact(compact_at).unwrap();
+    mem.compact(compact_at).unwrap();
+    assert_eq!(
+        count(&store, &store.inner.changes),
+        3,
+        "only the record wholly below the compaction goes"
+    );
+    let (v, m) = (store.view(), mem.view());
+    assert_eq!(
+        events(&v, compact_at, i64::MAX),
+        events(&m, compact_at, i64::MAX)
+    );
+    assert_eq!(scan(&v, &all(), w.revision), scan(&m, &all(), w.revision));
+}
+
+/// A store of format version 1 (one `revlog` record per change) is upgraded when opened:
+/// its history of events reads the same, `revlog` is gone, the format is now the current
+/// one, and it takes applies and compactions as any other.
+#[test]
+fn a_format_1_store_is_upgraded_when_opened() {
+    use fjall::Readable;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let mem = MemStore::new();
+    let mut w = Writer::new();
+    {
+        let store = FjallStore::open(&path).unwrap();
+        fill((&store, &mem), &mut w, 300, 3);
+        store.persist().unwrap();
+    }
+    downgrade_to_format_1(&path);
+
+    let store = FjallStore::open(&path).unwrap();
+    let (v, m) = (store.view(), mem.view());
+    assert_eq!(v.revision(), w.revision);
+    for from in [1, 2, 150, 301, 302, 900, w.revision] {
+        assert_eq!(
+            events(&v, from, i64::MAX),
+            events(&m, from, i64::MAX),
+            "events from {from}"
+        );
+    }
+    assert!(!store.inner.db.keyspace_exists("revlog"));
+    assert_eq!(
+        store.inner.meta.get(format::FORMAT_KEY).unwrap().as_deref(),
+        Some(&format::FORMAT_VERSION.to_be_bytes()[..])
+    );
+    assert!(
+        store.inner.db.snapshot().iter(&store.inner.changes).count() > 0,
+        "the changes were carried over"
+    );
+
+    let op = w.revision(vec![W::Put(key(1), Bytes::from_static(b"next"), 0)]);
+    let entry = w.entry(vec![op]);
+    store.apply(&entry).unwrap();
+    mem.apply(&entry).unwrap();
+    let compact_at = 700;
+    let entry = w.entry(vec![LogOp::Compact {
+        revision: compact_at,
+    }]);
+    store.apply(&entry).unwrap();
+    mem.apply(&entry).unwrap();
+    store.compact(compact_at).unwrap();
+    mem.compact(compact_at).unwrap();
+    let (v, m) = (store.view(), mem.view());
+    assert_eq!(
+        events(&v, compact_at, i64::MAX),
+        events(&m, compact_at, i64::MAX)
+    );
+    assert_eq!(scan(&v, &all(), w.revision), scan(&m, &all(), w.revision));
+}
+
+/// Rewrites a store into format version 1: each change of every `changes` record becomes
+/// a `revlog` record keyed by its revision and index in it, and the version goes back to 1.
+fn downgrade_to_format_1(path: &std::path::Path) {
+    use fjall::Readable;
+    let db = fjall::Database::builder(path).open().unwrap();
+    let open = |name: &str| {
+        db.keyspace(name, fjall::KeyspaceCreateOptions::default)
+            .unwrap()
+    };
+    let (meta, changes, revlog) = (open("meta"), open("changes"), open("revlog"));
+    let snapshot = db.snapshot();
+    let mut batch = db.batch();
+    let mut previous: Option<(Revision, u32)> = None;
+    for guard in snapshot.iter(&changes) {
+        let (ck, record) = guard.into_inner().unwrap();
+        for change in format::decode_changes(Bytes::from(record.to_vec())).unwrap() {
+            let index = match previous {
+                Some((rev, i)) if rev == change.revision => i + 1,
+                _ => 0,
+            };
+            previous = Some((change.revision, index));
+            let tag = if change.tombstone { 2u8 } else { 1 };
+            let mut value = vec![tag];
+            value.extend_from_slice(&change.key);
+            batch.insert(&revlog, format::changes_key(change.revision, index), value);
+        }
+        batch.remove(&changes, ck.to_vec());
+    }
+    batch.insert(&meta, format::FORMAT_KEY, 1u32.to_be_bytes());
+    batch.commit().unwrap();
+    drop(snapshot);
+    db.persist(fjall::PersistMode::SyncAll).unwrap();
 }
 
 #[test]

@@ -300,51 +300,68 @@ impl ReadView for FjallView {
         if from < self.state.floor() || from < self.state.events_from {
             return Err(StoreError::Compacted);
         }
-        let lower = format::revlog_key(from, 0);
-        let upper = match to.checked_add(1) {
-            Some(r) => Bound::Excluded(format::revlog_key(r, 0)),
-            None => Bound::Unbounded,
-        };
+        let lower = super::record_holding(&self.snapshot, &self.inner.changes, from)?;
+        let upper = format::changes_key(to, u32::MAX);
         for guard in self
             .snapshot
-            .range(&self.inner.revlog, (Bound::Included(lower), upper))
+            .range(&self.inner.changes, lower..=upper.to_vec())
         {
-            let (rk, rv) = guard.into_inner().map_err(io("reading the revision log"))?;
-            let rev = format::revlog_revision(&rk)
-                .ok_or_else(|| corrupt("malformed revision log key"))?;
-            let (tombstone, key) = format::decode_revlog_value(rv.into())
-                .ok_or_else(|| corrupt(format_args!("malformed revision log entry at {rev}")))?;
-            let event = if tombstone {
-                Event {
-                    kind: EventKind::Delete,
-                    kv: KeyValue {
-                        key,
-                        mod_revision: rev,
-                        ..KeyValue::default()
-                    },
-                    prev_kv: None,
+            let (ck, record) = guard.into_inner().map_err(io("reading the revision log"))?;
+            for change in super::decode_record(&ck, record.into())? {
+                if change.revision < from {
+                    continue;
                 }
-            } else {
-                let version = self
-                    .snapshot
-                    .get(&self.inner.history, format::history_key(&key, rev))
-                    .map_err(io("reading history"))?
-                    .ok_or_else(|| {
-                        corrupt(format_args!("the version of {key:?} at {rev} is missing"))
-                    })?;
-                let kv = format::decode_version(key, version.into())
-                    .map_err(corrupt)?
-                    .ok_or_else(|| corrupt(format_args!("a put event at {rev} has a tombstone")))?;
-                Event {
-                    kind: EventKind::Put,
-                    kv,
-                    prev_kv: None,
+                if change.revision > to {
+                    return Ok(());
                 }
-            };
-            if visit(event).is_break() {
-                break;
+                if self.visit_change(change, visit)?.is_break() {
+                    return Ok(());
+                }
             }
         }
         Ok(())
+    }
+}
+
+impl FjallView {
+    /// Hands `visit` the event of one change, its value read from `history`.
+    fn visit_change(
+        &self,
+        change: format::ChangeRecord,
+        visit: &mut dyn FnMut(Event) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, StoreError> {
+        let format::ChangeRecord {
+            revision: rev,
+            tombstone,
+            key,
+        } = change;
+        let event = if tombstone {
+            Event {
+                kind: EventKind::Delete,
+                kv: KeyValue {
+                    key,
+                    mod_revision: rev,
+                    ..KeyValue::default()
+                },
+                prev_kv: None,
+            }
+        } else {
+            let version = self
+                .snapshot
+                .get(&self.inner.history, format::history_key(&key, rev))
+                .map_err(io("reading history"))?
+                .ok_or_else(|| {
+                    corrupt(format_args!("the version of {key:?} at {rev} is missing"))
+                })?;
+            let kv = format::decode_version(key, version.into())
+                .map_err(corrupt)?
+                .ok_or_else(|| corrupt(format_args!("a put event at {rev} has a tombstone")))?;
+            Event {
+                kind: EventKind::Put,
+                kv,
+                prev_kv: None,
+            }
+        };
+        Ok(visit(event))
     }
 }
