@@ -775,14 +775,14 @@ impl<S: Store> Core<S> {
             ops: std::mem::take(&mut batch.ops),
         };
         self.next_index += 1;
-        let frame = encode_entry_frame(&entry);
+        let frame = Bytes::from(encode_entry_frame(&entry));
         if let Some(remote) = &mut self.remote {
-            remote.enqueue(entry.index, Bytes::from(frame.clone()), now);
+            remote.enqueue(entry.index, frame.clone(), now);
         }
         let (segment, create, bytes) = match &mut self.active {
             Some(active) => {
                 active.len += frame.len() as u64;
-                (active.id, false, Bytes::from(frame))
+                (active.id, false, frame)
             }
             None => {
                 let mut bytes = encode_segment_header(entry.index).to_vec();

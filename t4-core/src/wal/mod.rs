@@ -7,7 +7,7 @@ pub mod entry;
 pub mod frame;
 pub mod segment;
 
-pub use entry::{Change, DecodeError, LogEntry, LogOp, decode_entry, encode_entry};
+pub use entry::{Change, DecodeError, LogEntry, LogOp, decode_entry, encode_entry, encoded_len};
 pub use frame::{encode_frame, read_frame};
 pub use segment::{
     Recovery, SegmentId, SegmentInfo, WalError, encode_segment_header, parse_segment_file_name,
@@ -16,9 +16,10 @@ pub use segment::{
 
 /// Encodes `entry` as one frame ready to append to a segment.
 pub fn encode_entry_frame(entry: &LogEntry) -> Vec<u8> {
-    let mut payload = Vec::with_capacity(256);
-    encode_entry(entry, &mut payload);
-    let mut out = Vec::with_capacity(payload.len() + frame::FRAME_HEADER_LEN);
-    encode_frame(&payload, &mut out);
+    // One allocation of the exact size, the payload encoded in place after the header.
+    let mut out = Vec::with_capacity(frame::FRAME_HEADER_LEN + entry::encoded_len(entry));
+    out.resize(frame::FRAME_HEADER_LEN, 0);
+    encode_entry(entry, &mut out);
+    frame::seal_frame(&mut out);
     out
 }
