@@ -16,6 +16,9 @@
 //!
 //! Run by `cargo test` (no `--bench` argument), it does a few operations of each kind, to
 //! check that it still works.
+//!
+//! Like the `t4` binary, it runs on jemalloc: the allocator is the application's choice,
+//! and on glibc's malloc the write sections lose a tenth to a fifth (docs/benchmarks.md).
 
 // A benchmark measures wall-clock time; `expect` on setup failures is the right answer here.
 #![allow(clippy::disallowed_methods, clippy::unwrap_used)]
@@ -30,6 +33,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use t4::{KeyRange, Node, RangeRequest, WatchOptions};
+
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// How much work each section does.
 struct Plan {
