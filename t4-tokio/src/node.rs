@@ -327,6 +327,7 @@ impl Node {
         let found = match found {
             Ok(found) => found,
             Err(key) => {
+                let _waiting = self.shared.store.reader_waits();
                 self.wait_for_revision(floor).await?;
                 self.shared
                     .store
@@ -342,6 +343,7 @@ impl Node {
     pub(crate) async fn caught_up(&self) -> Result<()> {
         let floor = self.shared.store.acknowledged();
         if self.shared.store.revisions().0 < floor {
+            let _waiting = self.shared.store.reader_waits();
             self.wait_for_revision(floor).await?;
         }
         Ok(())

@@ -5,7 +5,7 @@
 //! directory works even while old `Node` clones or `Watch`es are still around. Every reader
 //! therefore goes through this slot, and `close` takes the store out of it.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use t4_core::{ReadView, Revision, Store};
@@ -38,6 +38,18 @@ pub(crate) struct StoreSlot {
     /// An apply failed: the writes answered after the last good one never become visible
     /// (until a restart replays them from the WAL), so reads waiting for them fail.
     apply_failed: AtomicBool,
+    /// Reads waiting right now for the view to reach the acknowledged revision: the driver
+    /// then applies on the core's task rather than hand the apply to a thread to wake.
+    readers_waiting: AtomicUsize,
+}
+
+/// Counts a read as waiting for an apply while it lives.
+pub(crate) struct WaitingReader<'a>(&'a AtomicUsize);
+
+impl Drop for WaitingReader<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl StoreSlot {
@@ -46,6 +58,7 @@ impl StoreSlot {
         StoreSlot {
             acknowledged: AtomicI64::new(latest.revision()),
             apply_failed: AtomicBool::new(false),
+            readers_waiting: AtomicUsize::new(0),
             state: RwLock::new(State::Open {
                 latest: Arc::new(latest),
                 store,
@@ -104,6 +117,17 @@ impl StoreSlot {
     /// The newest revision a writer may have been told of.
     pub(crate) fn acknowledged(&self) -> Revision {
         self.acknowledged.load(Ordering::SeqCst)
+    }
+
+    /// Counts a read as waiting for an apply until the returned guard is dropped.
+    pub(crate) fn reader_waits(&self) -> WaitingReader<'_> {
+        self.readers_waiting.fetch_add(1, Ordering::SeqCst);
+        WaitingReader(&self.readers_waiting)
+    }
+
+    /// Whether a read waits for an apply right now.
+    pub(crate) fn readers_waiting(&self) -> bool {
+        self.readers_waiting.load(Ordering::SeqCst) > 0
     }
 
     /// Records that an apply failed (before the applied revision's watchers are woken).
