@@ -48,7 +48,9 @@ pub struct Config {
     /// The bucket, if any: `None` is local-only durability.
     pub remote: Option<RemoteConfig>,
     /// Most durable entries handed out with [`Action::Apply`] and not yet reported applied
-    /// (at least 1; 0 is taken as 1). A batch that becomes durable while this many are
+    /// (at least 1; 0 is taken as 1), local-only: with a bucket ([`Config::remote`]) it is
+    /// always 1, so that checkpoints, which are taken between applies, are not put off
+    /// under a steady load. A batch that becomes durable while this many are
     /// outstanding is answered and applied only once the oldest is reported, and no append
     /// starts meanwhile. More than one lets the applies of several batches trail their
     /// appends when applying is slower than an fsync (writes answered before their apply
@@ -305,7 +307,7 @@ pub struct Core<S: Store> {
     /// entry's apply is reported, the overlay keeps its writes, and the store may be
     /// anywhere between the last reported entry and the newest handed out.
     pub(crate) applying: VecDeque<Applying>,
-    /// A view the adapter took right after the outstanding apply ([`Core::offer_view`]).
+    /// A view the adapter took right after an apply, before reporting it ([`Core::offer_view`]).
     pub(crate) offered: Option<S::View>,
     pub(crate) active: Option<ActiveSegment>,
     pub(crate) sealed: VecDeque<SegmentInfo>,
@@ -886,11 +888,22 @@ impl<S: Store> Core<S> {
         }
     }
 
+    /// How many applies may be outstanding: [`Config::max_applies_in_flight`] local-only,
+    /// one with a bucket, where a checkpoint is taken only when none is (`pump_checkpoint`):
+    /// with several in flight under a steady load that moment might never come.
+    fn max_applies_in_flight(&self) -> usize {
+        if self.remote.is_some() {
+            1
+        } else {
+            self.config.max_applies_in_flight.max(1)
+        }
+    }
+
     /// Completes the in-flight batch once it is durable by the configured rule: the local
     /// append done and, in sync upload mode, its tail object in the bucket.
     pub(crate) fn maybe_complete_batch(&mut self, now: Instant) {
         let Some(f) = &self.in_flight else { return };
-        if self.applying.len() >= self.config.max_applies_in_flight.max(1) {
+        if self.applying.len() >= self.max_applies_in_flight() {
             // Entries reach the store in order, at most this many outstanding: this one
             // waits for the oldest apply.
             return;

@@ -410,7 +410,8 @@ impl Driver {
     /// and checkpoint answers polled after it go with it), and so does whatever of those is
     /// polled while the thread has an apply unreported, a large apply, and any apply while
     /// commands wait in `commands` (the core's task then takes them meanwhile); a small
-    /// apply with nothing else to do runs here. Replies go out as they are polled.
+    /// apply with nothing else to do, or that reads wait for, runs here. Replies go out as
+    /// they are polled.
     fn drain(&mut self, commands: &Receiver<Command>) {
         loop {
             self.perform();

@@ -64,6 +64,28 @@ fn a_sync_write_is_acknowledged_only_after_its_batch_is_in_the_bucket() {
     assert!(matches!(node.replies.get(&id), Some(Ok(_))));
 }
 
+/// With a bucket one apply is outstanding at a time, whatever `max_applies_in_flight` says
+/// (the harness leaves it at its default, 4): checkpoints are taken between applies, and
+/// under a steady load several in flight would put them off.
+#[test]
+fn with_a_bucket_one_apply_is_outstanding_at_a_time() {
+    let bucket = Bucket::shared();
+    let mut node = Node::start(remote("a"), &bucket);
+    let first = node.put("a", "1");
+    assert!(node.complete(|io| matches!(io, Io::Wal(_))));
+    assert!(node.complete(is_wal_put));
+    assert!(matches!(node.replies.get(&first), Some(Ok(_))));
+    let second = node.put("b", "1");
+    assert!(node.complete(|io| matches!(io, Io::Wal(_))));
+    assert!(node.complete(is_wal_put));
+    assert!(
+        !node.replies.contains_key(&second),
+        "a second apply was handed out while the first is outstanding"
+    );
+    assert!(node.complete(|io| matches!(io, Io::Applied(_))));
+    assert!(matches!(node.replies.get(&second), Some(Ok(_))));
+}
+
 #[test]
 fn concurrent_writes_share_one_put() {
     let bucket = Bucket::shared();
