@@ -121,6 +121,23 @@ pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 
 const KEYSPACES: [&str; 5] = ["latest", "history", "changes", "leases", "lease_keys"];
 
+/// The fjall options a keyspace is created with (fjall keeps them with the keyspace, so a
+/// store keeps the options it was created with).
+///
+/// `history` and `changes` are built without Bloom filters: a filter only spares a point
+/// read of a key that is absent, and these keyspaces are read by range scans, or point
+/// reads of a version `changes` says is there (watch catch-up). Building the filters at
+/// every flush and compaction cost a few percent of a write-heavy load's CPU for nothing
+/// (docs/benchmarks.md). `latest` keeps its filters: every put looks up its key's current
+/// version there, and most new keys are absent.
+fn keyspace_options(name: &str) -> KeyspaceCreateOptions {
+    let options = KeyspaceCreateOptions::default();
+    match name {
+        "history" | "changes" => options.filter_policy(fjall::config::FilterPolicy::disabled()),
+        _ => options,
+    }
+}
+
 impl FjallStore {
     /// Opens the store in directory `path`, creating it if needed, with a latest-version
     /// cache of [`DEFAULT_CACHE_BYTES`].
@@ -155,7 +172,7 @@ impl FjallStore {
         let version = existing.map(|(version, _)| version);
         let state = existing.map(|(_, state)| state);
         let [latest, history, changes, leases, lease_keys] = KEYSPACES.map(|name| {
-            db.keyspace(name, KeyspaceCreateOptions::default)
+            db.keyspace(name, || keyspace_options(name))
                 .map_err(|e| StoreError::Io(format!("opening store keyspace {name}: {e}")))
         });
         let state = state.unwrap_or_default();
