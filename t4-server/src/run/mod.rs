@@ -7,6 +7,7 @@
 //! ends, their connections are dropped and the node is closed anyway: acknowledged writes
 //! are durable in the WAL either way.
 
+mod coalesce;
 pub mod config;
 pub mod identity;
 pub mod quota;
@@ -16,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use futures::StreamExt as _;
 use t4_proto::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
     lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
@@ -214,6 +216,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // `Server::tcp_nodelay` applies only to listeners tonic binds itself: set it on ours, or
     // Nagle's algorithm plus delayed ACKs add ~40 ms to every small unary answer.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Each connection's answers to one batch leave in one write (`coalesce.rs`).
+    let incoming = incoming.map(|conn| conn.map(coalesce::Coalescing::new));
     let serve = router.serve_with_incoming_shutdown(incoming, async move {
         let _ = stopping.wait_for(|s| *s).await;
     });
