@@ -12,6 +12,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use common::{b, config, open, within};
 use t4::{KeyRange, PutRequest, RangeRequest, RequestOp, TxnRequest, WatchOptions};
 
+/// Held by each test of this file for its whole run. They measure how reads and writes
+/// interleave, and on a 2-core machine five of them at once (each with a 2-worker runtime,
+/// reader threads and writers) starve each other's readers of CPU: the readers of
+/// `readers_never_see_half_of_a_txn_while_writers_run` then did fewer reads than the
+/// writers did txns, which is what reads queued behind the writer would look like.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn pair_txn(i: u64) -> TxnRequest {
     let put = |k: &str| {
         RequestOp::Put(PutRequest {
@@ -28,6 +35,7 @@ fn pair_txn(i: u64) -> TxnRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_never_see_half_of_a_txn_while_writers_run() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let node = open(dir.path()).await;
     node.txn(pair_txn(0)).await.unwrap();
@@ -99,6 +107,7 @@ async fn readers_never_see_half_of_a_txn_while_writers_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_is_visible_to_every_read_that_starts_after_it_is_acknowledged() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let node = open(dir.path()).await;
     let reader = node.clone();
@@ -117,6 +126,7 @@ async fn a_write_is_visible_to_every_read_that_starts_after_it_is_acknowledged()
 /// right after each put, through each read path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_read_path_sees_a_write_answered_while_other_writes_are_applied() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let node = open(dir.path()).await;
     let writers: Vec<_> = (0..16)
@@ -163,6 +173,7 @@ async fn every_read_path_sees_a_write_answered_while_other_writes_are_applied() 
 /// at the beginning gets every write once, in revision order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answered_writes_are_read_back_while_several_large_applies_trail_the_log() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     const WRITERS: usize = 256;
     const PUTS: usize = 20;
     let dir = tempfile::tempdir().unwrap();
@@ -207,6 +218,7 @@ async fn answered_writes_are_read_back_while_several_large_applies_trail_the_log
 /// written to another key: stale fills from views older than a write would break this.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn point_gets_through_a_small_cache_never_go_back_while_writers_run() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     for cache_bytes in [1024, 64 << 20] {
         let dir = tempfile::tempdir().unwrap();
         let mut config = config(dir.path());
