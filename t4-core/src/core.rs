@@ -54,7 +54,7 @@ pub struct Config {
     /// outstanding is answered and applied only once the oldest is reported, and no append
     /// starts meanwhile. More than one lets the applies of several batches trail their
     /// appends when applying is slower than an fsync (writes answered before their apply
-    /// is done, as t4-tokio answers them, then keep flowing); the core keeps every pending
+    /// is done, as an adapter may answer them, then keep flowing); the core keeps every pending
     /// entry's writes in its overlay until its apply is reported.
     pub max_applies_in_flight: usize,
 }

@@ -84,7 +84,7 @@ impl Config {
             term: 1,
             seed,
             remote: self.object_store.is_some().then(|| self.remote.clone()),
-            max_applies_in_flight: t4_core::Config::default().max_applies_in_flight,
+            max_applies_in_flight: t4_core::core::DEFAULT_MAX_APPLIES_IN_FLIGHT,
         }
     }
 }

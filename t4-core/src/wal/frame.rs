@@ -33,13 +33,10 @@ pub fn seal_frame(frame: &mut [u8]) {
 
 /// Appends a frame holding `payload` to `out`.
 pub fn encode_frame(payload: &[u8], out: &mut Vec<u8>) {
-    let len = u32::try_from(payload.len()).expect("payload is bounded by MAX_FRAME_PAYLOAD");
-    let len_bytes = len.to_le_bytes();
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), payload);
-    out.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
-    out.extend_from_slice(&len_bytes);
-    out.extend_from_slice(&crc.to_le_bytes());
+    let start = out.len();
+    out.resize(start + FRAME_HEADER_LEN, 0);
     out.extend_from_slice(payload);
+    seal_frame(&mut out[start..]);
 }
 
 /// What was found at an offset of a segment.

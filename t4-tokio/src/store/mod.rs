@@ -265,7 +265,7 @@ fn upgrade_revlog(inner: &Inner) -> Result<(), StoreError> {
                 .ok_or_else(|| {
                     corrupt(format_args!("malformed revision log entry at {revision}"))
                 })?;
-            let mut record = Vec::with_capacity(11 + user_key.len());
+            let mut record = Vec::new();
             format::push_change(&mut record, revision, tombstone, &user_key);
             inserts.insert(&inner.changes, key.to_vec(), record.into())?;
         }

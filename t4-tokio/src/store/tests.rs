@@ -117,6 +117,20 @@ fn all() -> KeyRange {
 /// `keys` keys, each written `versions` times (one revision per write, many revisions per
 /// entry), every third key deleted at the end and every ninth re-created; applied to both
 /// stores. Returns the revision after each round of writes.
+/// Applies one entry of `ops` to both stores.
+fn apply_both(stores: (&FjallStore, &MemStore), w: &mut Writer, ops: Vec<LogOp>) {
+    let entry = w.entry(ops);
+    stores.0.apply(&entry).unwrap();
+    stores.1.apply(&entry).unwrap();
+}
+
+/// Logs a compaction to `revision` in both stores, then compacts both physically.
+fn compact_both(stores: (&FjallStore, &MemStore), w: &mut Writer, revision: Revision) {
+    apply_both(stores, w, vec![LogOp::Compact { revision }]);
+    stores.0.compact(revision).unwrap();
+    stores.1.compact(revision).unwrap();
+}
+
 fn fill(
     stores: (&FjallStore, &MemStore),
     w: &mut Writer,
@@ -124,11 +138,7 @@ fn fill(
     versions: usize,
 ) -> Vec<Revision> {
     let mut rounds = Vec::new();
-    let apply = |w: &mut Writer, ops: Vec<LogOp>| {
-        let entry = w.entry(ops);
-        stores.0.apply(&entry).unwrap();
-        stores.1.apply(&entry).unwrap();
-    };
+    let apply = |w: &mut Writer, ops: Vec<LogOp>| apply_both(stores, w, ops);
     for round in 0..versions {
         for chunk in (0..keys).collect::<Vec<_>>().chunks(500) {
             let ops = chunk
@@ -443,15 +453,11 @@ fn long_entries_are_cut_into_several_change_records() {
     let puts = (0..keys)
         .map(|i| w.revision(vec![W::Put(key(i), Bytes::from_static(b"v"), 0)]))
         .collect();
-    let entry = w.entry(puts);
-    store.apply(&entry).unwrap();
-    mem.apply(&entry).unwrap();
+    apply_both((&store, &mem), &mut w, puts);
     let first_delete = w.revision + 1;
     let delete_all = w.revision((0..keys).map(|i| W::Del(key(i))).collect());
     let last_put = w.revision(vec![W::Put(key(7), Bytes::from_static(b"again"), 0)]);
-    let entry = w.entry(vec![delete_all, last_put]);
-    store.apply(&entry).unwrap();
-    mem.apply(&entry).unwrap();
+    apply_both((&store, &mem), &mut w, vec![delete_all, last_put]);
     assert_eq!(
         count(&store, &store.inner.changes),
         4,
@@ -474,13 +480,7 @@ fn long_entries_are_cut_into_several_change_records() {
     }
 
     let compact_at = cut + 10;
-    let entry = w.entry(vec![LogOp::Compact {
-        revision: compact_at,
-    }]);
-    store.apply(&entry).unwrap();
-    mem.apply(&entry).unwrap();
-    store.compact(compact_at).unwrap();
-    mem.compact(compact_at).unwrap();
+    compact_both((&store, &mem), &mut w, compact_at);
     assert_eq!(
         count(&store, &store.inner.changes),
         3,
@@ -532,17 +532,9 @@ fn a_format_1_store_is_upgraded_when_opened() {
     );
 
     let op = w.revision(vec![W::Put(key(1), Bytes::from_static(b"next"), 0)]);
-    let entry = w.entry(vec![op]);
-    store.apply(&entry).unwrap();
-    mem.apply(&entry).unwrap();
+    apply_both((&store, &mem), &mut w, vec![op]);
     let compact_at = 700;
-    let entry = w.entry(vec![LogOp::Compact {
-        revision: compact_at,
-    }]);
-    store.apply(&entry).unwrap();
-    mem.apply(&entry).unwrap();
-    store.compact(compact_at).unwrap();
-    mem.compact(compact_at).unwrap();
+    compact_both((&store, &mem), &mut w, compact_at);
     let (v, m) = (store.view(), mem.view());
     assert_eq!(
         events(&v, compact_at, i64::MAX),
