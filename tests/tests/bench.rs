@@ -165,3 +165,52 @@ async fn every_workload_completes_a_short_run_and_reports_it() {
         );
     }
 }
+
+/// A request the server refuses is counted, and the first error is reported with etcd's code
+/// and message; a run where nothing succeeds fails and says why.
+#[tokio::test]
+async fn server_errors_are_reported_with_etcds_code_and_message() {
+    // A 256-byte value does not fit a 200-byte request limit.
+    let t4 = T4::start(t4_bin!(), &["--max-request-bytes", "200"]).await;
+    let out = Command::new(t4_bin!())
+        .arg("bench")
+        .args(["--endpoints", &t4.endpoint])
+        .args(["--workload", "seq-put", "--ops", "3", "--value-size", "256"])
+        .args(["--prefix", "/bench/too-large/", "--json"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "nothing succeeded, yet exit 0");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(u64_at(&report, &["ops"]), 0, "{report}");
+    assert_eq!(u64_at(&report, &["errors"]), 3, "{report}");
+    let first = report["first_error"].as_str().unwrap();
+    assert!(
+        first.contains("etcdserver: request is too large"),
+        "first error: {first}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no operation succeeded") && stderr.contains("request is too large"),
+        "{stderr}"
+    );
+
+    // Small requests still go through on the same server.
+    let report: Value = serde_json::from_str(&bench(
+        &t4,
+        &[
+            "--workload",
+            "seq-put",
+            "--ops",
+            "3",
+            "--value-size",
+            "8",
+            "--key-size",
+            "16",
+            "--prefix",
+            "/b/ok/",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(u64_at(&report, &["ops"]), 3, "{report}");
+}

@@ -1,8 +1,10 @@
 //! `t4 bench`: a load generator that speaks the etcd v3 gRPC protocol.
 //!
-//! Because it only uses the etcd v3 API (through the generated clients of `t4-proto`), the same
-//! command measures a `t4 run` server and a real etcd, which is how `scripts/bench-vs-etcd.sh`
-//! compares them.
+//! Because it only uses the etcd v3 API, the same command measures a `t4 run` server and a real
+//! etcd, which is how `scripts/bench-vs-etcd.sh` compares them. KV calls go through a lean
+//! unary-call client on HTTP/2 (`unary.rs`: each request is two frames, as grpc-go sends it,
+//! and costs the load generator about half the CPU of tonic's client); the watch stream goes
+//! through the generated tonic client of `t4-proto`.
 //!
 //! Workloads (`--workload`):
 //!
@@ -33,6 +35,7 @@
 
 mod keys;
 mod report;
+mod unary;
 mod workload;
 
 use std::time::Duration;

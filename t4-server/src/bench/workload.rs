@@ -10,7 +10,6 @@ use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{Rng as _, RngCore as _, SeedableRng as _};
 use t4_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
-use t4_proto::etcdserverpb::kv_client::KvClient;
 use t4_proto::etcdserverpb::request_op::Request;
 use t4_proto::etcdserverpb::response_op::Response;
 use t4_proto::etcdserverpb::watch_client::WatchClient;
@@ -22,6 +21,7 @@ use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 use super::report::{LatencySummary, Report};
+use super::unary::KvConn;
 use super::{Plan, Workload};
 
 /// Puts per txn when preloading; below etcd's default limit of 128 operations per txn.
@@ -35,29 +35,29 @@ const MAX_CAS_ATTEMPTS: u32 = 100;
 
 /// Runs the plan; `progress` prints what happens before the measurement to stderr.
 pub(crate) async fn run(plan: &Plan, progress: bool) -> anyhow::Result<Report> {
-    let channels = connect(plan).await?;
+    let conns = connect(plan).await?;
     let plan = Arc::new(plan.clone());
     if plan.workload.preloads() {
         if progress {
             eprintln!("preloading {} keys...", plan.keys.keyspace());
         }
-        preload(&plan, &channels).await?;
+        preload(&plan, &conns).await?;
     }
     match plan.workload {
-        Workload::Watch => run_watch(plan, &channels).await,
+        Workload::Watch => run_watch(plan, &conns).await,
         Workload::Txn => {
-            let known = learn_mod_revisions(&plan, &channels[0]).await?;
-            run_clients(plan, &channels, known).await
+            let known = learn_mod_revisions(&plan, &conns[0]).await?;
+            run_clients(plan, &conns, known).await
         }
-        _ => run_clients(plan, &channels, HashMap::new()).await,
+        _ => run_clients(plan, &conns, HashMap::new()).await,
     }
 }
 
 /// The mod revision of every benchmark key that exists, so that the `txn` clients start from
 /// what a real compare-and-swap client would have read, instead of conflicting on the first
 /// touch of keys left by an earlier run.
-async fn learn_mod_revisions(plan: &Plan, channel: &Channel) -> anyhow::Result<HashMap<u64, i64>> {
-    let mut kv = KvClient::new(channel.clone());
+async fn learn_mod_revisions(plan: &Plan, conn: &KvConn) -> anyhow::Result<HashMap<u64, i64>> {
+    let mut kv = conn.clone();
     let end = plan
         .keys
         .prefix_end()
@@ -66,7 +66,7 @@ async fn learn_mod_revisions(plan: &Plan, channel: &Channel) -> anyhow::Result<H
     let mut known = HashMap::new();
     loop {
         let resp = kv
-            .range(RangeRequest {
+            .range(&RangeRequest {
                 key: from.clone(),
                 range_end: end.clone(),
                 limit: 1_000,
@@ -74,8 +74,7 @@ async fn learn_mod_revisions(plan: &Plan, channel: &Channel) -> anyhow::Result<H
                 ..Default::default()
             })
             .await
-            .context("reading the mod revisions of existing keys")?
-            .into_inner();
+            .context("reading the mod revisions of existing keys")?;
         let Some(last) = resp.kvs.last() else {
             break;
         };
@@ -93,21 +92,25 @@ async fn learn_mod_revisions(plan: &Plan, channel: &Channel) -> anyhow::Result<H
     Ok(known)
 }
 
-/// Opens `--conns` connections, round-robin over the endpoints.
-async fn connect(plan: &Plan) -> anyhow::Result<Vec<Channel>> {
-    let mut channels = Vec::with_capacity(plan.conns);
+/// Opens `--conns` connections for KV calls, round-robin over the endpoints.
+async fn connect(plan: &Plan) -> anyhow::Result<Vec<KvConn>> {
+    let mut conns = Vec::with_capacity(plan.conns);
     for i in 0..plan.conns {
-        let uri = &plan.endpoints[i % plan.endpoints.len()];
-        let channel = Endpoint::from_shared(uri.clone())
-            .with_context(|| format!("bad endpoint {uri}"))?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .with_context(|| format!("cannot connect to {uri}"))?;
-        channels.push(channel);
+        conns.push(KvConn::connect(&plan.endpoints[i % plan.endpoints.len()]).await?);
     }
-    Ok(channels)
+    Ok(conns)
+}
+
+/// A tonic connection to the first endpoint, for the watch stream.
+async fn connect_watch(plan: &Plan) -> anyhow::Result<Channel> {
+    let uri = &plan.endpoints[0];
+    Endpoint::from_shared(uri.clone())
+        .with_context(|| format!("bad endpoint {uri}"))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {uri}"))
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -115,11 +118,11 @@ fn new_histogram() -> Histogram<u64> {
 }
 
 /// Writes every key of the keyspace (in txns of `PRELOAD_BATCH` puts) so reads find them.
-async fn preload(plan: &Arc<Plan>, channels: &[Channel]) -> anyhow::Result<()> {
+async fn preload(plan: &Arc<Plan>, conns: &[KvConn]) -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for i in 0..plan.clients.max(channels.len()) {
-        let mut kv = KvClient::new(channels[i % channels.len()].clone());
+    for i in 0..plan.clients.max(conns.len()) {
+        let mut kv = conns[i % conns.len()].clone();
         let plan = Arc::clone(plan);
         let next = Arc::clone(&next);
         let value = random_value(plan.value_size, i as u64);
@@ -139,7 +142,7 @@ async fn preload(plan: &Arc<Plan>, channels: &[Channel]) -> anyhow::Result<()> {
                         })),
                     })
                     .collect();
-                kv.txn(TxnRequest {
+                kv.txn(&TxnRequest {
                     success,
                     ..Default::default()
                 })
@@ -239,7 +242,7 @@ impl ClientStats {
 struct Client {
     id: usize,
     plan: Arc<Plan>,
-    kv: KvClient<Channel>,
+    kv: KvConn,
     rng: SmallRng,
     value: Vec<u8>,
     /// `txn`: the last mod revision this client saw of each of its keys.
@@ -272,11 +275,11 @@ impl Client {
         match self.plan.workload {
             Workload::SeqPut | Workload::ParPut => {
                 let req = self.put(n % self.plan.keys.keyspace());
-                self.kv.put(req).await?;
+                self.kv.put(&req).await?;
             }
             Workload::SeqGet | Workload::ParGet => {
                 let key = self.random_key();
-                let resp = self.kv.range(self.get(key)).await?.into_inner();
+                let resp = self.kv.range(&self.get(key)).await?;
                 if resp.kvs.is_empty() {
                     stats.count("misses", 1);
                 }
@@ -284,13 +287,13 @@ impl Client {
             Workload::Mixed => {
                 let key = self.random_key();
                 if self.rng.random::<f64>() < self.plan.read_ratio {
-                    let resp = self.kv.range(self.get(key)).await?.into_inner();
+                    let resp = self.kv.range(&self.get(key)).await?;
                     stats.count("gets", 1);
                     if resp.kvs.is_empty() {
                         stats.count("misses", 1);
                     }
                 } else {
-                    self.kv.put(self.put(key)).await?;
+                    self.kv.put(&self.put(key)).await?;
                     stats.count("puts", 1);
                 }
             }
@@ -304,7 +307,7 @@ impl Client {
                     serializable: self.plan.serializable,
                     ..Default::default()
                 };
-                let resp = self.kv.range(req).await?.into_inner();
+                let resp = self.kv.range(&req).await?;
                 stats.count("keys-read", resp.kvs.len() as u64);
             }
             Workload::Txn => self.compare_and_swap(stats).await?,
@@ -341,7 +344,7 @@ impl Client {
                     })),
                 }],
             };
-            let resp = self.kv.txn(req).await?.into_inner();
+            let resp = self.kv.txn(&req).await?;
             if resp.succeeded {
                 let revision = resp.header.map_or(0, |h| h.revision);
                 self.mod_revisions.insert(key, revision);
@@ -370,7 +373,7 @@ impl Client {
 /// mod revisions.
 async fn run_clients(
     plan: Arc<Plan>,
-    channels: &[Channel],
+    conns: &[KvConn],
     known: HashMap<u64, i64>,
 ) -> anyhow::Result<Report> {
     let budget = Arc::new(Budget::new(&plan));
@@ -380,7 +383,7 @@ async fn run_clients(
         let mut client = Client {
             id,
             plan: Arc::clone(&plan),
-            kv: KvClient::new(channels[id % channels.len()].clone()),
+            kv: conns[id % conns.len()].clone(),
             rng: SmallRng::seed_from_u64(0x7434_6265_6e63 ^ id as u64),
             value: random_value(plan.value_size, id as u64),
             mod_revisions: known
@@ -453,7 +456,7 @@ struct AckedPut {
 }
 
 /// One watcher on the prefix, `--clients` putters; latency from put response to watch event.
-async fn run_watch(plan: Arc<Plan>, channels: &[Channel]) -> anyhow::Result<Report> {
+async fn run_watch(plan: Arc<Plan>, conns: &[KvConn]) -> anyhow::Result<Report> {
     // The request stream must stay open for the watch to live: `requests` is dropped at the end.
     let (requests, rx) = tokio::sync::mpsc::channel(1);
     requests
@@ -469,7 +472,7 @@ async fn run_watch(plan: Arc<Plan>, channels: &[Channel]) -> anyhow::Result<Repo
         })
         .await
         .expect("the receiver is alive");
-    let mut stream = WatchClient::new(channels[0].clone())
+    let mut stream = WatchClient::new(connect_watch(&plan).await?)
         .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
         .context("opening the watch stream")?
@@ -526,7 +529,7 @@ async fn run_watch(plan: Arc<Plan>, channels: &[Channel]) -> anyhow::Result<Repo
     let started = Instant::now();
     let mut putters = Vec::with_capacity(plan.clients);
     for id in 0..plan.clients {
-        let mut kv = KvClient::new(channels[id % channels.len()].clone());
+        let mut kv = conns[id % conns.len()].clone();
         let plan = Arc::clone(&plan);
         let budget = Arc::clone(&budget);
         let value = random_value(plan.value_size, id as u64);
@@ -540,10 +543,10 @@ async fn run_watch(plan: Arc<Plan>, channels: &[Channel]) -> anyhow::Result<Repo
                     ..Default::default()
                 };
                 let sent = Instant::now();
-                match kv.put(req).await {
+                match kv.put(&req).await {
                     Ok(resp) => {
                         let acked = Instant::now();
-                        let revision = resp.into_inner().header.map_or(0, |h| h.revision);
+                        let revision = resp.header.map_or(0, |h| h.revision);
                         puts.push(AckedPut {
                             revision,
                             sent,
