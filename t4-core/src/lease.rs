@@ -9,7 +9,7 @@
 //! before it. While a sync-mode bucket is down those batches wait indefinitely, and lease
 //! keepalives and queries are answered at once from the durable state instead (see
 //! `Core::outage_lease_answer`); for that the table remembers, per lease, the changes whose
-//! batch may not be durable yet ([`LeaseTable::deciding`]).
+//! batch may not be durable yet (`LeaseTable::deciding`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;

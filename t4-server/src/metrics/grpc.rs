@@ -76,7 +76,7 @@ static METHODS: LazyLock<HashMap<String, Method>> = LazyLock::new(|| {
     methods
 });
 
-/// The method a request path calls ([`UNKNOWN`] for any other path).
+/// The method a request path calls (service and method `unknown` for any other path).
 pub fn method_of(path: &str) -> &'static Method {
     METHODS.get(path).unwrap_or(&UNKNOWN)
 }

@@ -16,7 +16,7 @@
 //! reads at older revisions find the newest `history` version at or below the revision;
 //! watch catch-up walks `changes` and takes put values from `history` (so a value is stored
 //! twice, not three times). A `changes` record holds every change of one applied entry
-//! (cut into several records past [`CHANGES_PER_RECORD`] changes or [`RECORD_BYTES`]), so
+//! (cut into several records past `CHANGES_PER_RECORD` changes or `RECORD_BYTES`), so
 //! group commit also groups the revision log: a put in a batch of hundreds costs two fjall
 //! inserts and a share of a third. Format version 1 had one `revlog` record per change;
 //! opening such a store converts them (see `upgrade_revlog`). The meta numbers share one
