@@ -144,23 +144,17 @@ impl KvConn {
                 status
             });
         }
-        let mut message = Bytes::new();
-        let mut pieces = BytesMut::new();
+        let mut chunks = Vec::new();
         while let Some(chunk) = body.data().await {
             let chunk = chunk.map_err(|e| transport("reading the response", e))?;
             let _ = body.flow_control().release_capacity(chunk.len());
-            if message.is_empty() && pieces.is_empty() {
-                message = chunk;
-            } else {
-                if !message.is_empty() {
-                    pieces.extend_from_slice(&std::mem::take(&mut message));
-                }
-                pieces.extend_from_slice(&chunk);
-            }
+            chunks.push(chunk);
         }
-        if !pieces.is_empty() {
-            message = pieces.freeze();
-        }
+        // Usually one chunk, used as it is; several are joined.
+        let message = match chunks.len() {
+            1 => chunks.pop().expect("one chunk"),
+            _ => Bytes::from(chunks.concat()),
+        };
         let trailers = body
             .trailers()
             .await

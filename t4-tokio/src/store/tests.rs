@@ -114,9 +114,6 @@ fn all() -> KeyRange {
     KeyRange::From(Bytes::new())
 }
 
-/// `keys` keys, each written `versions` times (one revision per write, many revisions per
-/// entry), every third key deleted at the end and every ninth re-created; applied to both
-/// stores. Returns the revision after each round of writes.
 /// Applies one entry of `ops` to both stores.
 fn apply_both(stores: (&FjallStore, &MemStore), w: &mut Writer, ops: Vec<LogOp>) {
     let entry = w.entry(ops);
@@ -131,6 +128,9 @@ fn compact_both(stores: (&FjallStore, &MemStore), w: &mut Writer, revision: Revi
     stores.1.compact(revision).unwrap();
 }
 
+/// `keys` keys, each written `versions` times (one revision per write, many revisions per
+/// entry), every third key deleted at the end and every ninth re-created; applied to both
+/// stores. Returns the revision after each round of writes.
 fn fill(
     stores: (&FjallStore, &MemStore),
     w: &mut Writer,
@@ -138,7 +138,6 @@ fn fill(
     versions: usize,
 ) -> Vec<Revision> {
     let mut rounds = Vec::new();
-    let apply = |w: &mut Writer, ops: Vec<LogOp>| apply_both(stores, w, ops);
     for round in 0..versions {
         for chunk in (0..keys).collect::<Vec<_>>().chunks(500) {
             let ops = chunk
@@ -148,14 +147,14 @@ fn fill(
                     w.revision(vec![W::Put(key(i), value, (i % 4) as LeaseId)])
                 })
                 .collect();
-            apply(w, ops);
+            apply_both(stores, w, ops);
         }
         rounds.push(w.revision);
     }
     for chunk in (0..keys).step_by(3).collect::<Vec<_>>().chunks(500) {
         // One delete-range-like revision per chunk.
         let op = w.revision(chunk.iter().map(|&i| W::Del(key(i))).collect());
-        apply(w, vec![op]);
+        apply_both(stores, w, vec![op]);
     }
     rounds.push(w.revision);
     for chunk in (0..keys).step_by(9).collect::<Vec<_>>().chunks(500) {
@@ -163,7 +162,7 @@ fn fill(
             .iter()
             .map(|&i| w.revision(vec![W::Put(key(i), Bytes::from_static(b"again"), 0)]))
             .collect();
-        apply(w, ops);
+        apply_both(stores, w, ops);
     }
     rounds.push(w.revision);
     rounds
@@ -183,15 +182,15 @@ fn reopening_after_drop_keeps_every_applied_entry() {
             LogOp::LeaseGrant { id: 2, ttl: 60 },
             LogOp::Compact { revision: 5 },
         ];
-        let entry = w.entry(ops);
-        store.apply(&entry).unwrap();
-        mem.apply(&entry).unwrap();
+        apply_both((&store, &mem), &mut w, ops);
         store.persist().unwrap();
         // Applied after the last persist: a clean drop keeps it too.
         let op = w.revision(vec![W::Put(key(0), Bytes::from_static(b"last"), 1)]);
-        let entry = w.entry(vec![op, LogOp::LeaseRevoke { id: 2 }]);
-        store.apply(&entry).unwrap();
-        mem.apply(&entry).unwrap();
+        apply_both(
+            (&store, &mem),
+            &mut w,
+            vec![op, LogOp::LeaseRevoke { id: 2 }],
+        );
     }
     let store = FjallStore::open(&path).unwrap();
     let (v, m) = (store.view(), mem.view());
@@ -396,13 +395,7 @@ fn compacting_a_large_store_keeps_reads_right_and_removes_history() {
     // First to the middle of the history, then to the end (the second walks only the
     // revision log since the first).
     for compact_at in [rounds[1] + 1234, w.revision] {
-        let entry = w.entry(vec![LogOp::Compact {
-            revision: compact_at,
-        }]);
-        store.apply(&entry).unwrap();
-        mem.apply(&entry).unwrap();
-        store.compact(compact_at).unwrap();
-        mem.compact(compact_at).unwrap();
+        compact_both((&store, &mem), &mut w, compact_at);
         store.compact(compact_at).unwrap();
 
         let (v, m) = (store.view(), mem.view());
