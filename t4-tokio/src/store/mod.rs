@@ -35,6 +35,13 @@
 //! without `fsync`, and [`Store::persist`] (`fsync` of fjall's journal) is called when the
 //! core wants to delete WAL segments that the store then covers.
 //!
+//! ## Overwritten keys
+//!
+//! fjall's memtable keeps every version written to a key until it is flushed, and a scan of
+//! `latest` steps over all of them; once most of the memtable is superseded versions and
+//! something scans it, the store seals the memtable early so that fjall flushes it to one
+//! version per key (`overwrites.rs`).
+//!
 //! ## Physical compaction
 //!
 //! [`Store::compact`] runs beside applies and reads. It first records `compacting = R` (reads
@@ -48,6 +55,7 @@ mod batch;
 mod cache;
 mod checkpoint;
 mod format;
+mod overwrites;
 mod view;
 
 #[cfg(test)]
@@ -55,7 +63,8 @@ mod tests;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
@@ -66,6 +75,7 @@ use t4_core::{LeaseId, Revision, Store, StoreError};
 use batch::BoundedBatch;
 use cache::LatestCache;
 use format::State;
+use overwrites::Overwrites;
 pub use view::FjallView;
 
 /// Keys remembered as already compacted while walking `changes` (then forgotten, which
@@ -97,6 +107,15 @@ struct Inner {
     state: Mutex<State>,
     /// Latest versions of recently read keys, kept right by every apply (`cache.rs`).
     cache: LatestCache,
+    /// Writes to `latest` since its memtable was last sealed early (`overwrites.rs`); taken
+    /// by applies under the state lock, and tried by scans.
+    overwrites: Mutex<Overwrites>,
+    /// Whether `latest` was scanned since its memtable was last sealed early: only then is
+    /// it worth sealing.
+    latest_scanned: AtomicBool,
+    /// Whether an apply found the memtable due to be sealed before any scan came: the next
+    /// scan seals it.
+    latest_seal_due: AtomicBool,
 }
 
 impl std::fmt::Debug for FjallStore {
@@ -184,6 +203,9 @@ impl FjallStore {
             lease_keys: lease_keys?,
             state: Mutex::new(state),
             cache: LatestCache::new(cache_bytes, state.revision),
+            overwrites: Mutex::new(Overwrites::new()),
+            latest_scanned: AtomicBool::new(false),
+            latest_seal_due: AtomicBool::new(false),
             meta,
             db,
         };
@@ -284,11 +306,71 @@ fn upgrade_revlog(inner: &Inner) -> Result<(), StoreError> {
     inner.db.persist(PersistMode::SyncAll).map_err(io(WHAT))
 }
 
+impl FjallStore {
+    /// Times `latest`'s memtable was sealed early since the store was opened.
+    #[cfg(test)]
+    fn latest_memtable_seals(&self) -> u64 {
+        self.inner.lock_overwrites().seals()
+    }
+}
+
 impl Inner {
     fn lock_state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave `State` half-written (it is replaced
         // whole, after a successful commit), so a poisoned lock is still right.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_overwrites(&self) -> MutexGuard<'_, Overwrites> {
+        // Counts only: whatever a panic left is still a usable estimate.
+        self.overwrites.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A scan of `latest` is starting: seals the memtable if an apply found it due, else
+    /// notes the scan so that the apply that finds it due seals it.
+    fn scanning_latest(&self) {
+        if self.latest_seal_due.load(Ordering::Relaxed) {
+            // Never wait for an apply: the next scan tries again.
+            let mut overwrites = match self.overwrites.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(TryLockError::WouldBlock) => return,
+            };
+            if overwrites.seal_due() {
+                self.seal_latest_memtable(&mut overwrites);
+            } else {
+                self.latest_seal_due.store(false, Ordering::Relaxed);
+            }
+        } else if !self.latest_scanned.load(Ordering::Relaxed) {
+            self.latest_scanned.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Seals `latest`'s active memtable so that fjall flushes it without the versions no
+    /// snapshot can see (`overwrites.rs`). Not while an earlier sealed one waits for its
+    /// flush: fjall stalls writers once several queue up, and the count keeps growing until
+    /// the next apply or scan can seal. A failure only leaves the memtable as it is.
+    fn seal_latest_memtable(&self, overwrites: &mut Overwrites) {
+        // `rotate_memtable` and `sealed_memtable_count` are public but hidden from fjall's
+        // docs; fjall's own size-triggered rotation does the same through its worker.
+        if self.latest.sealed_memtable_count() > 0 {
+            self.latest_seal_due.store(true, Ordering::Relaxed);
+            return;
+        }
+        match self.latest.rotate_memtable() {
+            Ok(_) => {
+                overwrites.sealed();
+                self.latest_seal_due.store(false, Ordering::Relaxed);
+                self.latest_scanned.store(false, Ordering::Relaxed);
+                tracing::debug!(
+                    seals = overwrites.seals(),
+                    "sealed the memtable of keyspace latest: mostly overwritten versions"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not seal the overwritten memtable of keyspace latest")
+            }
+        }
     }
 
     /// Commits `state` alone; the caller holds the state lock.
@@ -436,7 +518,9 @@ impl Store for FjallStore {
         if next.revision > state.revision {
             inner.cache.start_apply(next.revision);
         }
+        let mut overwrites = inner.lock_overwrites();
         for (key, version) in last.latest {
+            overwrites.wrote(&key);
             match version {
                 Some((revision, v)) => {
                     inner.cache.put(&key, revision, v.clone());
@@ -469,6 +553,13 @@ impl Store for FjallStore {
             return Err(io("applying an entry")(e));
         }
         *state = next;
+        if overwrites.seal_due() {
+            if inner.latest_scanned.load(Ordering::Relaxed) {
+                inner.seal_latest_memtable(&mut overwrites);
+            } else {
+                inner.latest_seal_due.store(true, Ordering::Relaxed);
+            }
+        }
         Ok(())
     }
 

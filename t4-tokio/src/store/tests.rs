@@ -871,3 +871,84 @@ mod cache_model {
         }
     }
 }
+
+#[test]
+fn overwritten_keys_that_are_scanned_seal_latest_early_and_reads_still_match_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::open(dir.path()).unwrap();
+    let mem = MemStore::new();
+    let mut w = Writer::new();
+    let current = |store: &FjallStore| {
+        let view = store.view();
+        scan(&view, &all(), view.revision()).unwrap()
+    };
+    // A seal waits for the flush of the one before; fjall has no event to await for it.
+    let flushed = |store: &FjallStore| {
+        for _ in 0..60_000 {
+            if store.inner.latest.sealed_memtable_count() == 0 {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        panic!("fjall did not flush the sealed memtable within a minute");
+    };
+    // 200 keys written 60 times: 11,800 superseded versions, but nothing scanned them.
+    let mut rounds = fill((&store, &mem), &mut w, 200, 60);
+    assert_eq!(store.latest_memtable_seals(), 0, "sealed with no scan");
+    // A view from before the seal, with what it must keep showing.
+    let old = store.view();
+    let old_revs = [rounds[0], rounds[30], w.revision];
+    let expected: Vec<Vec<KeyValue>> = old_revs
+        .iter()
+        .map(|&rev| scan(&mem.view(), &all(), rev).unwrap())
+        .collect();
+    // The first scan seals it.
+    current(&store);
+    assert_eq!(store.latest_memtable_seals(), 1, "a scan of a due memtable");
+    flushed(&store);
+    // Writes alone seal nothing more; after a scan, the apply that finds it due seals.
+    rounds.extend(fill((&store, &mem), &mut w, 200, 60));
+    assert_eq!(
+        store.latest_memtable_seals(),
+        1,
+        "sealed with no scan since"
+    );
+    current(&store);
+    assert_eq!(store.latest_memtable_seals(), 2);
+    flushed(&store);
+    current(&store);
+    rounds.extend(fill((&store, &mem), &mut w, 200, 60));
+    assert_eq!(store.latest_memtable_seals(), 3, "an apply after a scan");
+
+    let (now, model) = (store.view(), mem.view());
+    for &rev in rounds.iter().chain([&w.revision]) {
+        assert_eq!(
+            scan(&now, &all(), rev).unwrap(),
+            scan(&model, &all(), rev).unwrap(),
+            "at revision {rev}"
+        );
+    }
+    for (rev, want) in old_revs.iter().zip(&expected) {
+        assert_eq!(
+            &scan(&old, &all(), *rev).unwrap(),
+            want,
+            "old view at {rev}"
+        );
+    }
+
+    // New keys, scanned or not, seal nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = FjallStore::open(dir.path()).unwrap();
+    let mut w = Writer::new();
+    for chunk in (0..20_000).collect::<Vec<_>>().chunks(500) {
+        let op = w.revision(
+            chunk
+                .iter()
+                .map(|&i| W::Put(key(i), Bytes::from_static(b"v"), 0))
+                .collect(),
+        );
+        fresh.apply(&w.entry(vec![op])).unwrap();
+        current(&fresh);
+    }
+    assert_eq!(fresh.latest_memtable_seals(), 0);
+}

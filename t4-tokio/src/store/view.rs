@@ -158,6 +158,7 @@ impl FjallView {
         upper: Option<&[u8]>,
         visit: &mut dyn FnMut(KeyValue) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
+        self.inner.scanning_latest();
         let upper = upper.map_or(Bound::Unbounded, Bound::Excluded);
         for guard in self
             .snapshot
