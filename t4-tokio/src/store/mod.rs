@@ -65,6 +65,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
@@ -116,6 +117,20 @@ struct Inner {
     /// Whether an apply found the memtable due to be sealed before any scan came: the next
     /// scan seals it.
     latest_seal_due: AtomicBool,
+    /// The thread sealing `latest`'s memtable, if one was started: fjall's rotation can
+    /// take milliseconds (it also maintains its version files and journals), too long for
+    /// an apply or a read to wait. Joined before the store lets go of the database.
+    sealing: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The thread holds a handle to the keyspace: the database stays open until it ends.
+        let sealing = self.sealing.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(thread) = sealing.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for FjallStore {
@@ -206,6 +221,7 @@ impl FjallStore {
             overwrites: Mutex::new(Overwrites::new()),
             latest_scanned: AtomicBool::new(false),
             latest_seal_due: AtomicBool::new(false),
+            sealing: Mutex::new(None),
             meta,
             db,
         };
@@ -312,6 +328,28 @@ impl FjallStore {
     fn latest_memtable_seals(&self) -> u64 {
         self.inner.lock_overwrites().seals()
     }
+
+    /// Waits for the last seal of `latest`'s memtable, then for fjall to flush it.
+    #[cfg(test)]
+    fn wait_for_seal(&self) {
+        let thread = self
+            .inner
+            .sealing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            thread.join().unwrap();
+        }
+        // fjall has no event to await for the flush.
+        for _ in 0..60_000 {
+            if self.inner.latest.sealed_memtable_count() == 0 {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        panic!("fjall did not flush the sealed memtable within a minute");
+    }
 }
 
 impl Inner {
@@ -347,28 +385,44 @@ impl Inner {
     }
 
     /// Seals `latest`'s active memtable so that fjall flushes it without the versions no
-    /// snapshot can see (`overwrites.rs`). Not while an earlier sealed one waits for its
-    /// flush: fjall stalls writers once several queue up, and the count keeps growing until
-    /// the next apply or scan can seal. A failure only leaves the memtable as it is.
+    /// snapshot can see (`overwrites.rs`), on a thread of its own. Not while an earlier seal
+    /// runs or its sealed memtable waits for the flush (fjall stalls writers once several
+    /// queue up): the memtable stays due, and the next apply or scan seals it. A failure
+    /// only leaves the memtable as it is.
     fn seal_latest_memtable(&self, overwrites: &mut Overwrites) {
+        let mut sealing = self.sealing.lock().unwrap_or_else(|e| e.into_inner());
         // `rotate_memtable` and `sealed_memtable_count` are public but hidden from fjall's
         // docs; fjall's own size-triggered rotation does the same through its worker.
-        if self.latest.sealed_memtable_count() > 0 {
+        if sealing.as_ref().is_some_and(|t| !t.is_finished())
+            || self.latest.sealed_memtable_count() > 0
+        {
             self.latest_seal_due.store(true, Ordering::Relaxed);
             return;
         }
-        match self.latest.rotate_memtable() {
-            Ok(_) => {
+        if let Some(done) = sealing.take() {
+            let _ = done.join();
+        }
+        let latest = self.latest.clone();
+        let spawned = std::thread::Builder::new()
+            .name("t4-seal".into())
+            .spawn(move || {
+                if let Err(e) = latest.rotate_memtable() {
+                    tracing::warn!(error = %e, "could not seal the overwritten memtable of keyspace latest");
+                }
+            });
+        match spawned {
+            Ok(thread) => {
+                *sealing = Some(thread);
                 overwrites.sealed();
                 self.latest_seal_due.store(false, Ordering::Relaxed);
                 self.latest_scanned.store(false, Ordering::Relaxed);
                 tracing::debug!(
                     seals = overwrites.seals(),
-                    "sealed the memtable of keyspace latest: mostly overwritten versions"
+                    "sealing the memtable of keyspace latest: mostly overwritten versions"
                 );
             }
             Err(e) => {
-                tracing::warn!(error = %e, "could not seal the overwritten memtable of keyspace latest")
+                tracing::warn!(error = %e, "cannot start a thread to seal the memtable of keyspace latest")
             }
         }
     }

@@ -882,16 +882,6 @@ fn overwritten_keys_that_are_scanned_seal_latest_early_and_reads_still_match_the
         let view = store.view();
         scan(&view, &all(), view.revision()).unwrap()
     };
-    // A seal waits for the flush of the one before; fjall has no event to await for it.
-    let flushed = |store: &FjallStore| {
-        for _ in 0..60_000 {
-            if store.inner.latest.sealed_memtable_count() == 0 {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        panic!("fjall did not flush the sealed memtable within a minute");
-    };
     // 200 keys written 60 times: 11,800 superseded versions, but nothing scanned them.
     let mut rounds = fill((&store, &mem), &mut w, 200, 60);
     assert_eq!(store.latest_memtable_seals(), 0, "sealed with no scan");
@@ -905,7 +895,7 @@ fn overwritten_keys_that_are_scanned_seal_latest_early_and_reads_still_match_the
     // The first scan seals it.
     current(&store);
     assert_eq!(store.latest_memtable_seals(), 1, "a scan of a due memtable");
-    flushed(&store);
+    store.wait_for_seal();
     // Writes alone seal nothing more; after a scan, the apply that finds it due seals.
     rounds.extend(fill((&store, &mem), &mut w, 200, 60));
     assert_eq!(
@@ -915,7 +905,7 @@ fn overwritten_keys_that_are_scanned_seal_latest_early_and_reads_still_match_the
     );
     current(&store);
     assert_eq!(store.latest_memtable_seals(), 2);
-    flushed(&store);
+    store.wait_for_seal();
     current(&store);
     rounds.extend(fill((&store, &mem), &mut w, 200, 60));
     assert_eq!(store.latest_memtable_seals(), 3, "an apply after a scan");
