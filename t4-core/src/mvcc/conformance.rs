@@ -326,6 +326,11 @@ pub fn scans_cover_exactly_their_range<S: Store>(make: &mut dyn FnMut() -> S) {
                 Ok(m.scan(range, at)),
                 "scan {range:?} at {rev}"
             );
+            assert_eq!(
+                v.count(range, rev),
+                scan_all(&v, range, rev).map(|kvs| kvs.len() as u64),
+                "count {range:?} at {rev}"
+            );
         }
     }
 }

@@ -44,6 +44,11 @@ fn has_revision_filters(r: &RangeRequest) -> bool {
         || r.max_create_revision != 0
 }
 
+/// A store's count as etcd's `count` field.
+fn count_of(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// Serves `req` from `view` (the request's key must already be checked non-empty).
 pub fn range(view: &impl ReadView, req: &RangeRequest) -> Result<RangeResponse, Error> {
     if req.key.is_empty() {
@@ -67,19 +72,26 @@ pub fn range(view: &impl ReadView, req: &RangeRequest) -> Result<RangeResponse, 
     } else {
         (req.limit as usize).saturating_add(1)
     };
-    let mut count: i64 = 0;
-    let mut kvs: Vec<KeyValue> = Vec::new();
-    view.scan(&keys, at, &mut |kv| {
-        count += 1;
-        if !req.count_only && kvs.len() < fetch_limit {
-            kvs.push(kv);
-        }
-        ControlFlow::Continue(())
-    })?;
-    resp.count = count;
     if req.count_only {
+        resp.count = count_of(view.count(&keys, at)?);
         return Ok(resp);
     }
+    // The keys to answer with, then the count of the whole range: past the keys fetched,
+    // the store counts without decoding (a paged list counts every key after its page).
+    let mut kvs: Vec<KeyValue> = Vec::new();
+    view.scan(&keys, at, &mut |kv| {
+        kvs.push(kv);
+        if kvs.len() < fetch_limit {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        }
+    })?;
+    resp.count = if kvs.len() < fetch_limit {
+        count_of(kvs.len() as u64)
+    } else {
+        count_of(view.count(&keys, at)?)
+    };
 
     if req.max_mod_revision != 0 {
         kvs.retain(|kv| kv.mod_revision <= req.max_mod_revision);

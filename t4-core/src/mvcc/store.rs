@@ -53,6 +53,17 @@ pub trait ReadView {
         rev: Revision,
         visit: &mut dyn FnMut(KeyValue) -> ControlFlow<()>,
     ) -> Result<(), StoreError>;
+    /// The number of keys [`ReadView::scan`] would visit for `range` at `rev` (and its
+    /// error, if it would fail). A store may count without decoding the keys' versions;
+    /// this default scans.
+    fn count(&self, range: &KeyRange, rev: Revision) -> Result<u64, StoreError> {
+        let mut n = 0;
+        self.scan(range, rev, &mut |_| {
+            n += 1;
+            ControlFlow::Continue(())
+        })?;
+        Ok(n)
+    }
     /// Visits, in revision order, the events of revisions `from..=to` (without `prev_kv`),
     /// until the visitor breaks.
     fn events(

@@ -53,6 +53,30 @@ fn storable_bound(bound: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(b)
 }
 
+/// What a scan of a [`KeyRange`] reads in the store.
+enum Bounds<'a> {
+    /// One key: a point read.
+    Key(&'a Bytes),
+    /// No key at all.
+    None,
+    /// The keys from the first bound up to the second (excluded; `None`: to the end), as
+    /// bounds fjall can hold ([`storable_bound`]).
+    Range(Cow<'a, [u8]>, Option<Cow<'a, [u8]>>),
+}
+
+impl<'a> Bounds<'a> {
+    fn of(range: &'a KeyRange) -> Bounds<'a> {
+        match range {
+            KeyRange::Single(key) => Bounds::Key(key),
+            KeyRange::From(start) => Bounds::Range(storable_bound(start), None),
+            KeyRange::Between(start, end) if end > start => {
+                Bounds::Range(storable_bound(start), Some(storable_bound(end)))
+            }
+            KeyRange::Between(..) => Bounds::None,
+        }
+    }
+}
+
 impl FjallView {
     pub(super) fn new(inner: Arc<Inner>) -> FjallView {
         // Before the snapshot: a checkpoint install between the two then refuses this
@@ -175,6 +199,22 @@ impl FjallView {
         Ok(())
     }
 
+    /// Counts the keys of `latest` in the bounds: the same walk as [`Self::scan_latest`],
+    /// without decoding a version.
+    fn count_latest(&self, lower: &[u8], upper: Option<&[u8]>) -> Result<u64, StoreError> {
+        self.inner.scanning_latest();
+        let upper = upper.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut n = 0;
+        for guard in self
+            .snapshot
+            .range::<&[u8], _>(&self.inner.latest, (Bound::Included(lower), upper))
+        {
+            guard.key().map_err(io("counting keys"))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     fn scan_history(
         &self,
         lower: &[u8],
@@ -265,23 +305,37 @@ impl ReadView for FjallView {
         visit: &mut dyn FnMut(KeyValue) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
         let rev = self.read_at(rev)?;
-        let (lower, upper): (&Bytes, Option<&Bytes>) = match range {
-            KeyRange::Single(key) => {
+        match Bounds::of(range) {
+            Bounds::Key(key) => {
                 if let Some(kv) = self.get(key, rev)? {
                     let _ = visit(kv);
                 }
-                return Ok(());
+                Ok(())
             }
-            KeyRange::From(start) => (start, None),
-            KeyRange::Between(start, end) if end > start => (start, Some(end)),
-            KeyRange::Between(..) => return Ok(()),
-        };
-        let lower = storable_bound(lower);
-        let upper = upper.map(|u| storable_bound(u));
-        if rev == self.state.revision {
-            self.scan_latest(&lower, upper.as_deref(), visit)
-        } else {
-            self.scan_history(&lower, upper.as_deref(), rev, visit)
+            Bounds::None => Ok(()),
+            Bounds::Range(lower, upper) if rev == self.state.revision => {
+                self.scan_latest(&lower, upper.as_deref(), visit)
+            }
+            Bounds::Range(lower, upper) => self.scan_history(&lower, upper.as_deref(), rev, visit),
+        }
+    }
+
+    fn count(&self, range: &KeyRange, rev: Revision) -> Result<u64, StoreError> {
+        let rev = self.read_at(rev)?;
+        match Bounds::of(range) {
+            Bounds::Key(key) => Ok(u64::from(self.get(key, rev)?.is_some())),
+            Bounds::None => Ok(0),
+            Bounds::Range(lower, upper) if rev == self.state.revision => {
+                self.count_latest(&lower, upper.as_deref())
+            }
+            Bounds::Range(lower, upper) => {
+                let mut n = 0;
+                self.scan_history(&lower, upper.as_deref(), rev, &mut |_| {
+                    n += 1;
+                    ControlFlow::Continue(())
+                })?;
+                Ok(n)
+            }
         }
     }
 
