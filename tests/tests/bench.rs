@@ -89,6 +89,7 @@ async fn every_workload_completes_a_short_run_and_reports_it() {
         ("mixed", Some("4")),
         ("txn", Some("4")),
         ("range", Some("2")),
+        ("list", Some("2")),
         ("watch-latency", Some("2")),
     ] {
         let prefix = format!("/bench/{workload}/");
@@ -129,6 +130,16 @@ async fn every_workload_completes_a_short_run_and_reports_it() {
             "seq-put" | "par-put" => assert_eq!(keys, 40, "{workload}"),
             // Reads run over a preloaded keyspace.
             "seq-get" | "par-get" | "range" => assert_eq!(keys, 50, "{workload}"),
+            // Every list read the whole keyspace, 10 keys a page.
+            "list" => {
+                assert_eq!(keys, 50, "{workload}");
+                assert_eq!(
+                    u64_at(&report, &["counters", "keys-read"]),
+                    50 * OPS,
+                    "{report}"
+                );
+                assert_eq!(u64_at(&report, &["counters", "pages"]), 5 * OPS, "{report}");
+            }
             "mixed" => {
                 assert_eq!(keys, 50, "{workload}");
                 let gets = u64_at(&report, &["counters", "gets"]);

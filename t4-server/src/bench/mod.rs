@@ -17,6 +17,7 @@
 //! | `mixed` | a get (with probability `--read-ratio`, default 0.5) or a put of a random preloaded key |
 //! | `txn` | compare-and-swap: `If(mod_revision(k) == last seen) Then(Put k) Else(Get k)`; a failed compare refreshes the client's view of `k` from the `Else` branch and retries, so a conflict costs one more txn |
 //! | `range` | a range of `--range-size` (default 100) consecutive preloaded keys from a random start |
+//! | `list` | a paged list of the whole keyspace, as Kubernetes lists: ranges of `--range-size` keys with `limit`, each page read at the first page's revision and answering the count of the rest of the range |
 //! | `watch` (or `watch-latency`) | one watcher on the key prefix, `--clients` (default 1) putters; the latency is from the put's response to the watch event of its revision |
 //!
 //! The n-th put of the run writes key `n mod keyspace`; gets, ranges and mixed operations pick
@@ -96,7 +97,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0.5)]
     pub read_ratio: f64,
 
-    /// `range`: keys per range request.
+    /// `range`: keys per range request; `list`: keys per page.
     #[arg(long, default_value_t = 100)]
     pub range_size: u64,
 
@@ -127,6 +128,8 @@ pub enum Workload {
     Txn,
     /// Concurrent ranges of `--range-size` keys.
     Range,
+    /// Concurrent paged lists of the whole keyspace, `--range-size` keys per page.
+    List,
     /// Put-to-watch-event latency (also accepted as `watch-latency`).
     #[value(alias = "watch-latency")]
     Watch,
@@ -143,6 +146,7 @@ impl Workload {
             Workload::Mixed => "mixed",
             Workload::Txn => "txn",
             Workload::Range => "range",
+            Workload::List => "list",
             Workload::Watch => "watch",
         }
     }
@@ -156,7 +160,11 @@ impl Workload {
     fn preloads(self) -> bool {
         matches!(
             self,
-            Workload::SeqGet | Workload::ParGet | Workload::Mixed | Workload::Range
+            Workload::SeqGet
+                | Workload::ParGet
+                | Workload::Mixed
+                | Workload::Range
+                | Workload::List
         )
     }
 

@@ -310,10 +310,46 @@ impl Client {
                 let resp = self.kv.range(&req).await?;
                 stats.count("keys-read", resp.kvs.len() as u64);
             }
+            Workload::List => self.list(stats).await?,
             Workload::Txn => self.compare_and_swap(stats).await?,
             Workload::Watch => unreachable!("the watch workload has its own driver"),
         }
         Ok(())
+    }
+
+    /// Pages through the whole keyspace, `--range-size` keys at a time, every page at the
+    /// first page's revision, as a Kubernetes list with `limit` and continue tokens does.
+    async fn list(&mut self, stats: &mut ClientStats) -> Result<(), tonic::Status> {
+        let end = self
+            .plan
+            .keys
+            .prefix_end()
+            .expect("validated by BenchArgs::plan");
+        let mut from = self.plan.keys.prefix().to_vec();
+        let mut revision = 0;
+        loop {
+            let req = RangeRequest {
+                key: from,
+                range_end: end.clone(),
+                limit: self.plan.range_size as i64,
+                revision,
+                serializable: self.plan.serializable,
+                ..Default::default()
+            };
+            let resp = self.kv.range(&req).await?;
+            stats.count("pages", 1);
+            stats.count("keys-read", resp.kvs.len() as u64);
+            if revision == 0 {
+                revision = resp.header.as_ref().map_or(0, |h| h.revision);
+            }
+            match resp.kvs.last() {
+                Some(last) if resp.more => {
+                    from = last.key.clone();
+                    from.push(0);
+                }
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// `If(mod(k) == last seen) Then(Put k) Else(Get k)`, retried with the `Else` branch's

@@ -130,6 +130,7 @@ async fn t4_bench_measures_a_real_etcd_too() {
         ("mixed", "4", "2"),
         ("txn", "4", "2"),
         ("range", "2", "2"),
+        ("list", "2", "2"),
         ("watch-latency", "2", "2"),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_t4-e2e-server"))
