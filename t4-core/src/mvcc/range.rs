@@ -76,8 +76,9 @@ pub fn range(view: &impl ReadView, req: &RangeRequest) -> Result<RangeResponse, 
         resp.count = count_of(view.count(&keys, at)?);
         return Ok(resp);
     }
-    // The keys to answer with, then the count of the whole range: past the keys fetched,
-    // the store counts without decoding (a paged list counts every key after its page).
+    // The keys to answer with; then, if the scan stopped at the limit, the count of the
+    // whole range, which a store can take without decoding (a paged list counts every key
+    // after its page).
     let mut kvs: Vec<KeyValue> = Vec::new();
     view.scan(&keys, at, &mut |kv| {
         kvs.push(kv);

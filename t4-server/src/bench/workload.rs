@@ -15,7 +15,8 @@ use t4_proto::etcdserverpb::response_op::Response;
 use t4_proto::etcdserverpb::watch_client::WatchClient;
 use t4_proto::etcdserverpb::watch_request::RequestUnion;
 use t4_proto::etcdserverpb::{
-    Compare, PutRequest, RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
+    Compare, PutRequest, RangeRequest, RangeResponse, RequestOp, TxnRequest, WatchCreateRequest,
+    WatchRequest,
 };
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
@@ -75,21 +76,25 @@ async fn learn_mod_revisions(plan: &Plan, conn: &KvConn) -> anyhow::Result<HashM
             })
             .await
             .context("reading the mod revisions of existing keys")?;
-        let Some(last) = resp.kvs.last() else {
-            break;
-        };
-        from = last.key.clone();
-        from.push(0);
         for kv in &resp.kvs {
             if let Some(i) = plan.keys.index(&kv.key) {
                 known.insert(i, kv.mod_revision);
             }
         }
-        if !resp.more {
-            break;
+        match next_page(&resp) {
+            Some(next) => from = next,
+            None => break,
         }
     }
     Ok(known)
+}
+
+/// Where the page after `page` starts (just after its last key), if the range has more.
+fn next_page(page: &RangeResponse) -> Option<Vec<u8>> {
+    let last = page.kvs.last().filter(|_| page.more)?;
+    let mut next = last.key.clone();
+    next.push(0);
+    Some(next)
 }
 
 /// Opens `--conns` connections for KV calls, round-robin over the endpoints.
@@ -342,12 +347,9 @@ impl Client {
             if revision == 0 {
                 revision = resp.header.as_ref().map_or(0, |h| h.revision);
             }
-            match resp.kvs.last() {
-                Some(last) if resp.more => {
-                    from = last.key.clone();
-                    from.push(0);
-                }
-                _ => return Ok(()),
+            match next_page(&resp) {
+                Some(next) => from = next,
+                None => return Ok(()),
             }
         }
     }

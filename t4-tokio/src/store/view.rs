@@ -176,18 +176,26 @@ impl FjallView {
         }
     }
 
+    /// The entries of `latest` from `lower` up to `upper` (excluded; `None`: to the end), as
+    /// the store's scans and counts walk them (and note the scan for `overwrites.rs`).
+    fn latest_entries(
+        &self,
+        lower: &[u8],
+        upper: Option<&[u8]>,
+    ) -> impl Iterator<Item = fjall::Guard> {
+        self.inner.scanning_latest();
+        let upper = upper.map_or(Bound::Unbounded, Bound::Excluded);
+        self.snapshot
+            .range::<&[u8], _>(&self.inner.latest, (Bound::Included(lower), upper))
+    }
+
     fn scan_latest(
         &self,
         lower: &[u8],
         upper: Option<&[u8]>,
         visit: &mut dyn FnMut(KeyValue) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
-        self.inner.scanning_latest();
-        let upper = upper.map_or(Bound::Unbounded, Bound::Excluded);
-        for guard in self
-            .snapshot
-            .range::<&[u8], _>(&self.inner.latest, (Bound::Included(lower), upper))
-        {
+        for guard in self.latest_entries(lower, upper) {
             let (key, v) = guard.into_inner().map_err(io("scanning keys"))?;
             let kv = format::decode_version(key.into(), v.into())
                 .map_err(corrupt)?
@@ -202,13 +210,8 @@ impl FjallView {
     /// Counts the keys of `latest` in the bounds: the same walk as [`Self::scan_latest`],
     /// without decoding a version.
     fn count_latest(&self, lower: &[u8], upper: Option<&[u8]>) -> Result<u64, StoreError> {
-        self.inner.scanning_latest();
-        let upper = upper.map_or(Bound::Unbounded, Bound::Excluded);
         let mut n = 0;
-        for guard in self
-            .snapshot
-            .range::<&[u8], _>(&self.inner.latest, (Bound::Included(lower), upper))
-        {
+        for guard in self.latest_entries(lower, upper) {
             guard.key().map_err(io("counting keys"))?;
             n += 1;
         }
