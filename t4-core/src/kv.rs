@@ -128,6 +128,15 @@ impl KeyRange {
     pub fn is_empty(&self) -> bool {
         matches!(self, KeyRange::Between(s, e) if e <= s)
     }
+
+    /// The keys of this range from `start` on: the same end (a single key's range ends
+    /// after that key), another start.
+    pub fn starting_at(&self, start: Bytes) -> KeyRange {
+        match self.end_exclusive() {
+            None => KeyRange::From(start),
+            Some(end) => KeyRange::Between(start, end),
+        }
+    }
 }
 
 /// The smallest key greater than every key that starts with `prefix`, or `None` if there is

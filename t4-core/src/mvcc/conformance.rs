@@ -54,6 +54,7 @@ pub fn run_all<S: Store>(make: &mut dyn FnMut() -> S) {
     scans_cover_exactly_their_range(make);
     empty_ranges_scan_nothing(make);
     scan_stops_when_the_visitor_breaks(make);
+    paged_ranges_count_the_rest_of_their_range(make);
     a_view_is_a_consistent_snapshot(make);
     events_come_in_revision_order(make);
     leases_are_granted_and_revoked_through_the_log(make);
@@ -332,6 +333,134 @@ pub fn scans_cover_exactly_their_range<S: Store>(make: &mut dyn FnMut() -> S) {
                 "count {range:?} at {rev}"
             );
         }
+    }
+}
+
+/// A paged list (each page a range with a limit that starts after the previous page, as
+/// Kubernetes lists) answers every page with the count of the rest of the range at the
+/// list's revision — also when the store changed between pages, when a page starts at the
+/// first key the previous one left out, and after a checkpoint replaced the store at the
+/// same revision. A store may remember counts ([`ReadView::note_count`]); none may go stale.
+pub fn paged_ranges_count_the_rest_of_their_range<S: Store>(make: &mut dyn FnMut() -> S) {
+    use crate::mvcc::range;
+    use crate::request::RangeRequest;
+
+    let store = make();
+    let mut m = Model::new();
+    let key = |i: usize| format!("k{i:02}").into_bytes();
+    let writes: Vec<W> = (0..30).map(|i| put(&key(i), b"v")).collect();
+    m.write(&store, &writes);
+    m.write(&store, &[put(b"j", b"outside"), put(b"l", b"outside")]);
+    let prefix = KeyRange::prefix(b(b"k"));
+    let end = prefix.end_exclusive().unwrap();
+    // Pages: a page of `limit` keys from `start` at `rev`, checked against the model.
+    let page = |m: &Model, start: Bytes, rev: Revision, limit: i64| {
+        let req = RangeRequest {
+            key: start.clone(),
+            range_end: end.clone(),
+            limit,
+            revision: rev,
+            ..Default::default()
+        };
+        let resp = range(&store.view(), &req).unwrap();
+        let at = if rev == 0 { m.revision } else { rev };
+        let want = m.scan(&KeyRange::Between(start.clone(), end.clone()), at);
+        let shown = want.len().min(limit as usize);
+        assert_eq!(resp.kvs, want[..shown], "page from {start:?} at {rev}");
+        assert_eq!(
+            resp.count,
+            want.len() as i64,
+            "count from {start:?} at {rev}"
+        );
+        assert_eq!(
+            resp.more,
+            want.len() > shown,
+            "more from {start:?} at {rev}"
+        );
+        resp.kvs
+    };
+    let after = |kv: &KeyValue| {
+        let mut k = kv.key.to_vec();
+        k.push(0);
+        Bytes::from(k)
+    };
+
+    // At the current revision, twice (the second list can use what the first remembered),
+    // then while writes move the store on: pages stay at the first page's revision.
+    for _ in 0..2 {
+        let mut start = b(b"k");
+        while let Some(last) = page(&m, start.clone(), 0, 4).last() {
+            start = after(last);
+        }
+    }
+    let listed_at = m.revision;
+    let mut start = b(b"k");
+    let mut written = 0;
+    while let Some(last) = page(&m, start.clone(), listed_at, 4).last() {
+        start = after(last);
+        written += 1;
+        let changes = [
+            put(&key(written), b"changed"),
+            del(&key(29 - written)),
+            put(format!("k{written:02}x").as_bytes(), b"new"),
+        ];
+        m.write(&store, &changes);
+    }
+    // The next page from the first key a page left out (not after its last key).
+    let now = m.revision;
+    let first = page(&m, b(b"k"), now, 5);
+    let rest = page(&m, b(b"k"), now, 6);
+    page(&m, rest[5].key.clone(), now, 5);
+    page(&m, after(&first[4]), now, 5);
+    // count_only, twice.
+    for _ in 0..2 {
+        let req = RangeRequest {
+            key: b(b"k"),
+            range_end: end.clone(),
+            count_only: true,
+            revision: listed_at,
+            ..Default::default()
+        };
+        let want = m.scan(&prefix, listed_at).len() as i64;
+        assert_eq!(range(&store.view(), &req).unwrap().count, want);
+    }
+
+    // A checkpoint replaces the store at the revision just listed: the same pages now count
+    // the image's keys.
+    let image_kvs: Vec<KeyValue> = (0..7)
+        .map(|i| KeyValue {
+            key: b(format!("k{i:02}").as_bytes()),
+            value: b(b"image"),
+            create_revision: 2,
+            mod_revision: 2,
+            version: 1,
+            lease: 0,
+        })
+        .collect();
+    store
+        .load_checkpoint(&super::CheckpointImage {
+            index: m.index + 1,
+            revision: now,
+            compact_revision: 0,
+            kvs: image_kvs.clone(),
+            leases: vec![],
+        })
+        .unwrap();
+    let v = store.view();
+    for start in [b(b"k"), after(&first[4]), rest[5].key.clone()] {
+        let want = image_kvs.iter().filter(|kv| kv.key >= start).count() as i64;
+        let req = RangeRequest {
+            key: start.clone(),
+            range_end: end.clone(),
+            limit: 1,
+            revision: now,
+            ..Default::default()
+        };
+        let resp = range(&v, &req).unwrap();
+        assert_eq!(
+            resp.count, want,
+            "count from {start:?} after the checkpoint"
+        );
     }
 }
 

@@ -49,6 +49,30 @@ fn count_of(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// A range that stopped at its limit tells `view` the count of the keys after its page: the
+/// next page of a paged list (which starts right after the page's last key, or at the first
+/// key it did not answer with) can then take its count without walking the rest again.
+/// `kvs` are the first `limit + 1` keys of `keys` at `at`, in key order, and `total` the
+/// count of all of them.
+fn note_next_page(
+    view: &impl ReadView,
+    keys: &KeyRange,
+    at: Revision,
+    kvs: &[KeyValue],
+    total: u64,
+) {
+    let [.., last, next] = kvs else {
+        return;
+    };
+    let rest = total.saturating_sub(kvs.len() as u64 - 1);
+    let mut after_last = Vec::with_capacity(last.key.len() + 1);
+    after_last.extend_from_slice(&last.key);
+    after_last.push(0);
+    // No key lies between `last\0` and `next`: both start the same rest.
+    view.note_count(&keys.starting_at(after_last.into()), at, rest);
+    view.note_count(&keys.starting_at(next.key.clone()), at, rest);
+}
+
 /// Serves `req` from `view` (the request's key must already be checked non-empty).
 pub fn range(view: &impl ReadView, req: &RangeRequest) -> Result<RangeResponse, Error> {
     if req.key.is_empty() {
@@ -91,7 +115,9 @@ pub fn range(view: &impl ReadView, req: &RangeRequest) -> Result<RangeResponse, 
     resp.count = if kvs.len() < fetch_limit {
         count_of(kvs.len() as u64)
     } else {
-        count_of(view.count(&keys, at)?)
+        let total = view.count(&keys, at)?;
+        note_next_page(view, &keys, at, &kvs, total);
+        count_of(total)
     };
 
     if req.max_mod_revision != 0 {

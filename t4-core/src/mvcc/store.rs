@@ -64,6 +64,14 @@ pub trait ReadView {
         })?;
         Ok(n)
     }
+    /// Tells the view that `range` holds `count` keys at `rev`, a count its caller learnt
+    /// without asking for it (a range that stopped at its limit knows how many keys follow
+    /// its page). A store may keep it to answer a later [`ReadView::count`] of the same range
+    /// at the same revision — a paged list then counts the rest of the range once, not once
+    /// per page. `count` must be exact. This default forgets it.
+    fn note_count(&self, range: &KeyRange, rev: Revision, count: u64) {
+        let _ = (range, rev, count);
+    }
     /// Visits, in revision order, the events of revisions `from..=to` (without `prev_kv`),
     /// until the visitor breaks.
     fn events(

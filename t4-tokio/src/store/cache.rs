@@ -175,6 +175,15 @@ impl LatestCache {
         }
     }
 
+    /// Runs `f` if a view of `generation` reads the current store: no checkpoint install
+    /// started since the view was taken, and none is running. The gate is held meanwhile, so
+    /// none starts before `f` is done. For state shared by views that a view may only read
+    /// or add to while its snapshot is of the current store (`counts.rs`).
+    pub(super) fn while_current<R>(&self, generation: u64, f: impl FnOnce() -> R) -> Option<R> {
+        let applying = self.read_gate();
+        (*applying != Revision::MAX && self.generation() == generation).then(f)
+    }
+
     fn read_gate(&self) -> RwLockReadGuard<'_, Revision> {
         // The gate holds one number written whole; a panic cannot leave it half-changed.
         self.applying.read().unwrap_or_else(|e| e.into_inner())

@@ -54,6 +54,7 @@
 mod batch;
 mod cache;
 mod checkpoint;
+mod counts;
 mod format;
 mod overwrites;
 mod view;
@@ -75,6 +76,7 @@ use t4_core::{LeaseId, Revision, Store, StoreError};
 
 use batch::BoundedBatch;
 use cache::LatestCache;
+use counts::RangeCounts;
 use format::State;
 use overwrites::Overwrites;
 pub use view::FjallView;
@@ -108,6 +110,8 @@ struct Inner {
     state: Mutex<State>,
     /// Latest versions of recently read keys, kept right by every apply (`cache.rs`).
     cache: LatestCache,
+    /// Counts of key ranges at a revision, for the pages of a paged list (`counts.rs`).
+    counts: RangeCounts,
     /// Writes to `latest` since its memtable was last sealed early (`overwrites.rs`); taken
     /// by applies under the state lock, and tried by scans.
     overwrites: Mutex<Overwrites>,
@@ -218,6 +222,7 @@ impl FjallStore {
             lease_keys: lease_keys?,
             state: Mutex::new(state),
             cache: LatestCache::new(cache_bytes, state.revision),
+            counts: RangeCounts::new(),
             overwrites: Mutex::new(Overwrites::new()),
             latest_scanned: AtomicBool::new(false),
             latest_seal_due: AtomicBool::new(false),

@@ -325,20 +325,35 @@ impl ReadView for FjallView {
 
     fn count(&self, range: &KeyRange, rev: Revision) -> Result<u64, StoreError> {
         let rev = self.read_at(rev)?;
-        match Bounds::of(range) {
-            Bounds::Key(key) => Ok(u64::from(self.get(key, rev)?.is_some())),
-            Bounds::None => Ok(0),
-            Bounds::Range(lower, upper) if rev == self.state.revision => {
-                self.count_latest(&lower, upper.as_deref())
-            }
-            Bounds::Range(lower, upper) => {
-                let mut n = 0;
-                self.scan_history(&lower, upper.as_deref(), rev, &mut |_| {
-                    n += 1;
-                    ControlFlow::Continue(())
-                })?;
-                Ok(n)
-            }
+        let (lower, upper) = match Bounds::of(range) {
+            Bounds::Key(key) => return Ok(u64::from(self.get(key, rev)?.is_some())),
+            Bounds::None => return Ok(0),
+            Bounds::Range(lower, upper) => (lower, upper),
+        };
+        let counts = &self.inner.counts;
+        if let Some(n) = counts.get(&self.inner.cache, self.generation, rev, range) {
+            return Ok(n);
+        }
+        let n = if rev == self.state.revision {
+            self.count_latest(&lower, upper.as_deref())?
+        } else {
+            let mut n = 0;
+            self.scan_history(&lower, upper.as_deref(), rev, &mut |_| {
+                n += 1;
+                ControlFlow::Continue(())
+            })?;
+            n
+        };
+        counts.insert(&self.inner.cache, self.generation, rev, range, n);
+        Ok(n)
+    }
+
+    fn note_count(&self, range: &KeyRange, rev: Revision, count: u64) {
+        if let Ok(rev) = self.read_at(rev)
+            && matches!(Bounds::of(range), Bounds::Range(..))
+        {
+            let counts = &self.inner.counts;
+            counts.insert(&self.inner.cache, self.generation, rev, range, count);
         }
     }
 
