@@ -318,6 +318,46 @@ async fn ranges(s: &mut Session) {
         ..all()
     })
     .await;
+    paged_list(s).await;
+}
+
+/// A paged list, as Kubernetes lists: pages of 2 keys, each from just after the previous
+/// page's last key, every one at the first page's revision while writes move the store on;
+/// each page's count is the rest of the range at that revision. Then the same pages at the
+/// current revision, twice, and a page that starts at the first key the one before left out.
+async fn paged_list(s: &mut Session) {
+    let listed_at = s.current_revision().await;
+    let page = |key: Vec<u8>, revision| RangeRequest {
+        key,
+        range_end: vec![0],
+        limit: 2,
+        revision,
+        ..Default::default()
+    };
+    let after = |key: &[u8]| [key, &[0u8][..]].concat();
+    for revision in [listed_at, 0, 0] {
+        let mut start = vec![0];
+        for i in 0.. {
+            let Some(resp) = s.range(page(start, revision)).await else {
+                break;
+            };
+            let Some(last) = resp.kvs.last().filter(|_| resp.more) else {
+                break;
+            };
+            start = after(&last.key);
+            if revision == listed_at {
+                s.put(put(&format!("page{i}"), "x")).await;
+                s.delete(del(&format!("page{}", i / 2), "")).await;
+            }
+        }
+    }
+    if let Some(resp) = s.range(RangeRequest { limit: 3, ..all() }).await
+        && let Some(left_out) = resp.kvs.get(2)
+    {
+        s.range(page(left_out.key.clone(), 0)).await;
+        s.range(page(after(&resp.kvs[1].key), 0)).await;
+    }
+    s.delete(del("page", "pagf")).await;
 }
 
 async fn deletes(s: &mut Session) {
