@@ -46,8 +46,8 @@ impl Kv for EchoKv {
     ) -> Result<Response<pb::RangeResponse>, Status> {
         let req = request.into_inner();
         let kv = KeyValue {
-            key: req.key,
-            value: b"v".to_vec(),
+            key: req.key.into(),
+            value: b"v".to_vec().into(),
             mod_revision: 7,
             ..Default::default()
         };
@@ -122,7 +122,7 @@ impl Watch for EchoWatch {
                         let event = Event {
                             r#type: EventType::Put as i32,
                             kv: Some(KeyValue {
-                                key: create.key,
+                                key: create.key.into(),
                                 ..Default::default()
                             }),
                             prev_kv: None,
@@ -306,7 +306,7 @@ async fn generated_client_and_server_interoperate() {
         .expect("range")
         .into_inner();
     assert_eq!(resp.kvs.len(), 1);
-    assert_eq!(resp.kvs[0].key, b"hello");
+    assert_eq!(resp.kvs[0].key, &b"hello"[..]);
     assert_eq!(resp.header.expect("header").revision, 7);
 
     let txn = pb::TxnRequest {
@@ -355,7 +355,7 @@ async fn generated_client_and_server_interoperate() {
     assert_eq!(created.watch_id, 1);
     let events = responses.message().await.expect("recv").expect("events");
     assert_eq!(events.events.len(), 1);
-    assert_eq!(events.events[0].kv.as_ref().expect("kv").key, b"w");
+    assert_eq!(events.events[0].kv.as_ref().expect("kv").key, &b"w"[..]);
     let canceled = responses.message().await.expect("recv").expect("canceled");
     assert!(canceled.canceled);
     assert_eq!(canceled.cancel_reason, "client asked");
@@ -423,7 +423,7 @@ async fn server_routes_etcd_literal_paths() {
         .await
         .expect("range")
         .into_inner();
-    assert_eq!(resp.kvs[0].key, b"literal");
+    assert_eq!(resp.kvs[0].key, &b"literal"[..]);
 
     grpc.ready().await.expect("ready");
     let path =

@@ -259,11 +259,11 @@ fn request_op_tags() {
 #[test]
 fn key_value_and_event_bytes() {
     let kv = KeyValue {
-        key: b"k".to_vec(),
+        key: b"k".to_vec().into(),
         create_revision: 2,
         mod_revision: 3,
         version: 4,
-        value: b"v".to_vec(),
+        value: b"v".to_vec().into(),
         lease: 6,
     };
     #[rustfmt::skip]
@@ -486,7 +486,7 @@ fn nested_txn_round_trips() {
             response: Some(response_op::Response::ResponseRange(RangeResponse {
                 header: None,
                 kvs: vec![KeyValue {
-                    key: b"x".to_vec(),
+                    key: b"x".to_vec().into(),
                     ..Default::default()
                 }],
                 more: true,

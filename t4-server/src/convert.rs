@@ -18,14 +18,15 @@ fn invalid(what: &str) -> Status {
     Status::invalid_argument(format!("t4: {what}"))
 }
 
-/// A key-value pair on the wire.
+/// A key-value pair on the wire: the store's buffers, not a copy (`mvccpb.KeyValue` holds
+/// `Bytes`, see t4-proto's build script).
 pub fn kv_to_pb(kv: KeyValue) -> mvccpb::KeyValue {
     mvccpb::KeyValue {
-        key: kv.key.into(),
+        key: kv.key,
         create_revision: kv.create_revision,
         mod_revision: kv.mod_revision,
         version: kv.version,
-        value: kv.value.into(),
+        value: kv.value,
         lease: kv.lease,
     }
 }

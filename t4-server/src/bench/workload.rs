@@ -92,7 +92,7 @@ async fn learn_mod_revisions(plan: &Plan, conn: &KvConn) -> anyhow::Result<HashM
 /// Where the page after `page` starts (just after its last key), if the range has more.
 fn next_page(page: &RangeResponse) -> Option<Vec<u8>> {
     let last = page.kvs.last().filter(|_| page.more)?;
-    let mut next = last.key.clone();
+    let mut next = last.key.to_vec();
     next.push(0);
     Some(next)
 }

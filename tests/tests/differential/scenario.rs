@@ -354,7 +354,7 @@ async fn paged_list(s: &mut Session) {
     if let Some(resp) = s.range(RangeRequest { limit: 3, ..all() }).await
         && let Some(left_out) = resp.kvs.get(2)
     {
-        s.range(page(left_out.key.clone(), 0)).await;
+        s.range(page(left_out.key.to_vec(), 0)).await;
         s.range(page(after(&resp.kvs[1].key), 0)).await;
     }
     s.delete(del("page", "pagf")).await;
