@@ -76,6 +76,14 @@ pub struct OverlayView<'a, V> {
     overlay: &'a Overlay,
 }
 
+impl<V: ReadView> OverlayView<'_, V> {
+    /// Whether a key of `range` has a pending version at or before `rev`: if not, the range
+    /// at `rev` reads as the base at its own revision.
+    fn pending_in(&self, range: &KeyRange, rev: Revision) -> bool {
+        in_range(&self.overlay.keys, range).any(|(_, versions)| state_at(versions, rev).is_some())
+    }
+}
+
 impl<V: ReadView> ReadView for OverlayView<'_, V> {
     fn applied_index(&self) -> u64 {
         self.base.applied_index()
@@ -149,6 +157,27 @@ impl<V: ReadView> ReadView for OverlayView<'_, V> {
             }
         }
         Ok(())
+    }
+
+    fn count(&self, range: &KeyRange, rev: Revision) -> Result<u64, StoreError> {
+        if !self.pending_in(range, rev) {
+            // The base's own count, which may be quicker than a scan (or remembered).
+            return self.base.count(range, rev.min(self.base.revision()));
+        }
+        let mut n = 0;
+        self.scan(range, rev, &mut |_| {
+            n += 1;
+            ControlFlow::Continue(())
+        })?;
+        Ok(n)
+    }
+
+    fn note_count(&self, range: &KeyRange, rev: Revision, count: u64) {
+        // Only a count of the base's own keys may be kept for the base.
+        if !self.pending_in(range, rev) {
+            self.base
+                .note_count(range, rev.min(self.base.revision()), count);
+        }
     }
 
     fn events(
@@ -244,6 +273,117 @@ mod tests {
 
         overlay.applied_up_to(3);
         assert_eq!(overlay.len(), 2);
+    }
+
+    /// A base view that records the counts asked of it and the counts it is told.
+    struct Recording<V> {
+        inner: V,
+        counts: std::cell::RefCell<Vec<(KeyRange, Revision)>>,
+        notes: std::cell::RefCell<Vec<(KeyRange, Revision, u64)>>,
+    }
+
+    impl<V: ReadView> ReadView for Recording<V> {
+        fn applied_index(&self) -> u64 {
+            self.inner.applied_index()
+        }
+        fn revision(&self) -> Revision {
+            self.inner.revision()
+        }
+        fn compact_revision(&self) -> Revision {
+            self.inner.compact_revision()
+        }
+        fn get(&self, key: &[u8], rev: Revision) -> Result<Option<KeyValue>, StoreError> {
+            self.inner.get(key, rev)
+        }
+        fn scan(
+            &self,
+            range: &KeyRange,
+            rev: Revision,
+            visit: &mut dyn FnMut(KeyValue) -> ControlFlow<()>,
+        ) -> Result<(), StoreError> {
+            self.inner.scan(range, rev, visit)
+        }
+        fn count(&self, range: &KeyRange, rev: Revision) -> Result<u64, StoreError> {
+            self.counts.borrow_mut().push((range.clone(), rev));
+            self.inner.count(range, rev)
+        }
+        fn note_count(&self, range: &KeyRange, rev: Revision, count: u64) {
+            self.notes.borrow_mut().push((range.clone(), rev, count));
+        }
+        fn events(
+            &self,
+            from: Revision,
+            to: Revision,
+            visit: &mut dyn FnMut(Event) -> ControlFlow<()>,
+        ) -> Result<(), StoreError> {
+            self.inner.events(from, to, visit)
+        }
+    }
+
+    #[test]
+    fn counts_go_to_the_base_only_where_nothing_is_pending() {
+        let store = MemStore::new();
+        let changes = ["a", "c", "e"]
+            .iter()
+            .map(|k| Change::Put {
+                kv: kv(k, "store", 2),
+                prev_lease: 0,
+            })
+            .collect();
+        let ops = vec![LogOp::Revision {
+            revision: 2,
+            changes,
+        }];
+        let entry = LogEntry {
+            index: 1,
+            term: 1,
+            ops,
+        };
+        store.apply(&entry).unwrap();
+        let mut overlay = Overlay::new(2, 0);
+        overlay.record(Bytes::from_static(b"b"), 3, Some(kv("b", "pending", 3)));
+        overlay.record(Bytes::from_static(b"f"), 4, Some(kv("f", "pending", 4)));
+        overlay.revision = 4;
+        let base = Recording {
+            inner: store.view(),
+            counts: Default::default(),
+            notes: Default::default(),
+        };
+        let view = overlay.view(&base);
+        let between = |s: &'static str, e: &'static str| {
+            KeyRange::Between(
+                Bytes::from_static(s.as_bytes()),
+                Bytes::from_static(e.as_bytes()),
+            )
+        };
+        let from_d = KeyRange::From(Bytes::from_static(b"d"));
+        for range in [between("a", "b"), between("a", "d"), from_d.clone()] {
+            for rev in 2..=4 {
+                let mut scanned = 0;
+                view.scan(&range, rev, &mut |_| {
+                    scanned += 1;
+                    ControlFlow::Continue(())
+                })
+                .unwrap();
+                assert_eq!(view.count(&range, rev), Ok(scanned), "{range:?} at {rev}");
+            }
+        }
+        // Asked of the base (at its own revision) exactly where no pending version shows.
+        let asked = base.counts.borrow().clone();
+        let want = vec![
+            (between("a", "b"), 2),
+            (between("a", "b"), 2),
+            (between("a", "b"), 2),
+            (between("a", "d"), 2),
+            (from_d.clone(), 2),
+            (from_d.clone(), 2),
+        ];
+        assert_eq!(asked, want);
+
+        view.note_count(&from_d, 3, 1);
+        view.note_count(&from_d, 4, 2);
+        view.note_count(&between("a", "d"), 4, 3);
+        assert_eq!(*base.notes.borrow(), vec![(from_d, 2, 1)]);
     }
 
     #[test]
