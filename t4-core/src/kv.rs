@@ -104,12 +104,7 @@ impl KeyRange {
     /// The exclusive end of the range, `None` when unbounded; a single key has end `key\0`.
     pub fn end_exclusive(&self) -> Option<Bytes> {
         match self {
-            KeyRange::Single(k) => {
-                let mut end = Vec::with_capacity(k.len() + 1);
-                end.extend_from_slice(k);
-                end.push(0);
-                Some(Bytes::from(end))
-            }
+            KeyRange::Single(k) => Some(key_after(k)),
             KeyRange::From(_) => None,
             KeyRange::Between(_, e) => Some(e.clone()),
         }
@@ -137,6 +132,15 @@ impl KeyRange {
             Some(end) => KeyRange::Between(start, end),
         }
     }
+}
+
+/// The smallest key greater than `key`: `key` followed by a zero byte (where a paged list's
+/// next page starts).
+pub fn key_after(key: &[u8]) -> Bytes {
+    let mut after = Vec::with_capacity(key.len() + 1);
+    after.extend_from_slice(key);
+    after.push(0);
+    Bytes::from(after)
 }
 
 /// The smallest key greater than every key that starts with `prefix`, or `None` if there is

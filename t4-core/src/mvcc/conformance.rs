@@ -34,8 +34,8 @@ use std::ops::ControlFlow;
 
 use bytes::Bytes;
 
-use super::{ReadView, Store, StoreError};
-use crate::kv::{Event, EventKind, KeyRange, KeyValue, Revision};
+use super::{MemView, ReadView, Store, StoreError};
+use crate::kv::{Event, EventKind, KeyRange, KeyValue, Revision, key_after};
 use crate::wal::{LogEntry, LogOp};
 use model::{
     Model, W, all, b, check_against_model, del, delete_event, events_all, keys_of, put, put_lease,
@@ -379,11 +379,7 @@ pub fn paged_ranges_count_the_rest_of_their_range<S: Store>(make: &mut dyn FnMut
         );
         resp.kvs
     };
-    let after = |kv: &KeyValue| {
-        let mut k = kv.key.to_vec();
-        k.push(0);
-        Bytes::from(k)
-    };
+    let after = |kv: &KeyValue| key_after(&kv.key);
 
     // At the current revision, twice (the second list can use what the first remembered),
     // then while writes move the store on: pages stay at the first page's revision.
@@ -461,6 +457,47 @@ pub fn paged_ranges_count_the_rest_of_their_range<S: Store>(make: &mut dyn FnMut
             resp.count, want,
             "count from {start:?} after the checkpoint"
         );
+    }
+}
+
+/// Pages through `range` at `rev` with `limit` keys a page, as a paged list does (each page
+/// from just after the previous page's last key), comparing every page's answer — keys,
+/// `more` and the count of the rest, which a store may remember — with `want`'s. Returns
+/// the number of pages.
+pub fn compare_pages(
+    got: &impl ReadView,
+    want: &MemView,
+    range: &KeyRange,
+    rev: Revision,
+    limit: i64,
+    what: &str,
+) -> u64 {
+    let end = range.end_exclusive().unwrap_or_else(|| b(b"\0"));
+    let mut start = range.start().clone();
+    let mut pages = 0;
+    loop {
+        let req = crate::request::RangeRequest {
+            key: start.clone(),
+            range_end: end.clone(),
+            limit,
+            revision: rev,
+            ..Default::default()
+        };
+        let page = super::range(got, &req);
+        assert_eq!(
+            page,
+            super::range(want, &req),
+            "{what}: page of {limit} from {start:?} at {rev}"
+        );
+        pages += 1;
+        let Some(last) = page
+            .ok()
+            .filter(|p| p.more)
+            .and_then(|p| p.kvs.last().cloned())
+        else {
+            return pages;
+        };
+        start = key_after(&last.key);
     }
 }
 

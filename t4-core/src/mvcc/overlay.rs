@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 
 use bytes::Bytes;
 
-use super::store::{ReadView, StoreError};
+use super::store::{ReadView, StoreError, count_by_scan};
 use super::versions::{VersionMap, in_range, state_at};
 use crate::kv::{Event, KeyRange, KeyValue, Revision};
 
@@ -164,12 +164,7 @@ impl<V: ReadView> ReadView for OverlayView<'_, V> {
             // The base's own count, which may be quicker than a scan (or remembered).
             return self.base.count(range, rev.min(self.base.revision()));
         }
-        let mut n = 0;
-        self.scan(range, rev, &mut |_| {
-            n += 1;
-            ControlFlow::Continue(())
-        })?;
-        Ok(n)
+        count_by_scan(self, range, rev)
     }
 
     fn note_count(&self, range: &KeyRange, rev: Revision, count: u64) {
@@ -208,6 +203,29 @@ mod tests {
         }
     }
 
+    /// A store holding keys `a`, `c` and `e` (value `store`) at revision 2.
+    fn store_with_a_c_e() -> MemStore {
+        let store = MemStore::new();
+        let changes = ["a", "c", "e"]
+            .iter()
+            .map(|k| Change::Put {
+                kv: kv(k, "store", 2),
+                prev_lease: 0,
+            })
+            .collect();
+        let ops = vec![LogOp::Revision {
+            revision: 2,
+            changes,
+        }];
+        let entry = LogEntry {
+            index: 1,
+            term: 1,
+            ops,
+        };
+        store.apply(&entry).unwrap();
+        store
+    }
+
     fn scan_all(view: &impl ReadView, rev: Revision) -> Vec<(String, String)> {
         let mut out = vec![];
         view.scan(&KeyRange::From(Bytes::from_static(b"\0")), rev, &mut |kv| {
@@ -223,24 +241,7 @@ mod tests {
 
     #[test]
     fn pending_versions_shadow_and_merge_with_the_store() {
-        let store = MemStore::new();
-        let changes = ["a", "c", "e"]
-            .iter()
-            .map(|k| Change::Put {
-                kv: kv(k, "store", 2),
-                prev_lease: 0,
-            })
-            .collect();
-        store
-            .apply(&LogEntry {
-                index: 1,
-                term: 1,
-                ops: vec![LogOp::Revision {
-                    revision: 2,
-                    changes,
-                }],
-            })
-            .unwrap();
+        let store = store_with_a_c_e();
         let mut overlay = Overlay::new(2, 0);
         overlay.record(Bytes::from_static(b"b"), 3, Some(kv("b", "pending", 3)));
         overlay.record(Bytes::from_static(b"c"), 3, None);
@@ -322,24 +323,7 @@ mod tests {
 
     #[test]
     fn counts_go_to_the_base_only_where_nothing_is_pending() {
-        let store = MemStore::new();
-        let changes = ["a", "c", "e"]
-            .iter()
-            .map(|k| Change::Put {
-                kv: kv(k, "store", 2),
-                prev_lease: 0,
-            })
-            .collect();
-        let ops = vec![LogOp::Revision {
-            revision: 2,
-            changes,
-        }];
-        let entry = LogEntry {
-            index: 1,
-            term: 1,
-            ops,
-        };
-        store.apply(&entry).unwrap();
+        let store = store_with_a_c_e();
         let mut overlay = Overlay::new(2, 0);
         overlay.record(Bytes::from_static(b"b"), 3, Some(kv("b", "pending", 3)));
         overlay.record(Bytes::from_static(b"f"), 4, Some(kv("f", "pending", 4)));

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 
 use super::store::{ReadView, StoreError};
 use crate::error::Error;
-use crate::kv::{KeyRange, KeyValue, Revision};
+use crate::kv::{KeyRange, KeyValue, Revision, key_after};
 use crate::request::{RangeRequest, RangeResponse, SortOrder, SortTarget};
 
 impl From<StoreError> for Error {
@@ -65,11 +65,8 @@ fn note_next_page(
         return;
     };
     let rest = total.saturating_sub(kvs.len() as u64 - 1);
-    let mut after_last = Vec::with_capacity(last.key.len() + 1);
-    after_last.extend_from_slice(&last.key);
-    after_last.push(0);
     // No key lies between `last\0` and `next`: both start the same rest.
-    view.note_count(&keys.starting_at(after_last.into()), at, rest);
+    view.note_count(&keys.starting_at(key_after(&last.key)), at, rest);
     view.note_count(&keys.starting_at(next.key.clone()), at, rest);
 }
 

@@ -57,12 +57,7 @@ pub trait ReadView {
     /// error, if it would fail). A store may count without decoding the keys' versions;
     /// this default scans.
     fn count(&self, range: &KeyRange, rev: Revision) -> Result<u64, StoreError> {
-        let mut n = 0;
-        self.scan(range, rev, &mut |_| {
-            n += 1;
-            ControlFlow::Continue(())
-        })?;
-        Ok(n)
+        count_by_scan(self, range, rev)
     }
     /// Tells the view that `range` holds `count` keys at `rev`, a count its caller learnt
     /// without asking for it (a range that stopped at its limit knows how many keys follow
@@ -80,6 +75,20 @@ pub trait ReadView {
         to: Revision,
         visit: &mut dyn FnMut(Event) -> ControlFlow<()>,
     ) -> Result<(), StoreError>;
+}
+
+/// The number of keys `view` scans for `range` at `rev`: a count that walks every version.
+pub(crate) fn count_by_scan(
+    view: &(impl ReadView + ?Sized),
+    range: &KeyRange,
+    rev: Revision,
+) -> Result<u64, StoreError> {
+    let mut n = 0;
+    view.scan(range, rev, &mut |_| {
+        n += 1;
+        ControlFlow::Continue(())
+    })?;
+    Ok(n)
 }
 
 /// The state of a store at one log index, as a checkpoint holds it: what

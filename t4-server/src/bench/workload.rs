@@ -92,9 +92,7 @@ async fn learn_mod_revisions(plan: &Plan, conn: &KvConn) -> anyhow::Result<HashM
 /// Where the page after `page` starts (just after its last key), if the range has more.
 fn next_page(page: &RangeResponse) -> Option<Vec<u8>> {
     let last = page.kvs.last().filter(|_| page.more)?;
-    let mut next = last.key.to_vec();
-    next.push(0);
-    Some(next)
+    Some(t4_core::kv::key_after(&last.key).to_vec())
 }
 
 /// Opens `--conns` connections for KV calls, round-robin over the endpoints.

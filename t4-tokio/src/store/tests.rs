@@ -943,37 +943,6 @@ fn overwritten_keys_that_are_scanned_seal_latest_early_and_reads_still_match_the
     assert_eq!(fresh.latest_memtable_seals(), 0);
 }
 
-/// Pages a list of `prefix` at `rev` with `limit` keys per page, as Kubernetes does, and
-/// checks every page's count against `mem`. Returns the number of pages.
-fn list_in_pages(store: &FjallStore, mem: &MemStore, rev: Revision, limit: i64) -> u64 {
-    let prefix = KeyRange::prefix(Bytes::from_static(b"/registry/pods/"));
-    let end = prefix.end_exclusive().unwrap();
-    let mut start = prefix.start().clone();
-    let mut pages = 0;
-    loop {
-        let req = t4_core::request::RangeRequest {
-            key: start.clone(),
-            range_end: end.clone(),
-            limit,
-            revision: rev,
-            ..Default::default()
-        };
-        let got = t4_core::mvcc::range(&store.view(), &req).unwrap();
-        let want = t4_core::mvcc::range(&mem.view(), &req).unwrap();
-        assert_eq!(
-            (got.count, got.more, &got.kvs),
-            (want.count, want.more, &want.kvs)
-        );
-        pages += 1;
-        let Some(last) = got.kvs.last().filter(|_| got.more) else {
-            return pages;
-        };
-        let mut next = last.key.to_vec();
-        next.push(0);
-        start = next.into();
-    }
-}
-
 #[test]
 fn a_paged_list_counts_the_rest_of_its_range_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -982,13 +951,16 @@ fn a_paged_list_counts_the_rest_of_its_range_once() {
     let mut w = Writer::new();
     let rounds = fill((&store, &mem), &mut w, 2_000, 2);
     let hits = || store.inner.counts.hits();
+    let pods = KeyRange::prefix(Bytes::from_static(b"/registry/pods/"));
+    let list_in_pages =
+        |rev| conformance::compare_pages(&store.view(), &mem.view(), &pods, rev, 50, "list");
 
     // At the current revision (the `latest` keyspace), then at an older one (history):
     // only the first page walks the rest of the range; every other page's count is the one
     // the page before it left.
     for rev in [0, rounds[0]] {
         let before = hits();
-        let pages = list_in_pages(&store, &mem, rev, 50);
+        let pages = list_in_pages(rev);
         assert!(pages > 20, "{pages} pages");
         assert_eq!(
             hits() - before,
@@ -1000,5 +972,5 @@ fn a_paged_list_counts_the_rest_of_its_range_once() {
     // its pages are right.
     let op = w.revision(vec![W::Put(key(1), Bytes::from_static(b"new"), 0)]);
     apply_both((&store, &mem), &mut w, vec![op]);
-    list_in_pages(&store, &mem, 0, 50);
+    list_in_pages(0);
 }

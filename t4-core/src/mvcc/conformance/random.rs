@@ -6,6 +6,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
+use super::compare_pages;
 use super::model::{
     Model, all, b, check_against_model, del, events_all, put_lease, scan_all, sorted,
 };
@@ -138,46 +139,6 @@ fn compare_views(got: &impl ReadView, want: &MemView, what: &str) {
                 "{what}: events {rev}..={to}"
             );
         }
-    }
-}
-
-/// Pages through `range` at `rev` with `limit` keys a page, as a paged list does (each page
-/// from just after the previous page's last key), comparing every page's answer — keys,
-/// `more` and the count of the rest, which a store may remember — with `want`'s.
-fn compare_pages(
-    got: &impl ReadView,
-    want: &MemView,
-    range: &KeyRange,
-    rev: Revision,
-    limit: i64,
-    what: &str,
-) {
-    let end = range.end_exclusive().unwrap_or_else(|| b(b"\0"));
-    let mut start = range.start().clone();
-    loop {
-        let req = crate::request::RangeRequest {
-            key: start.clone(),
-            range_end: end.clone(),
-            limit,
-            revision: rev,
-            ..Default::default()
-        };
-        let page = crate::mvcc::range(got, &req);
-        assert_eq!(
-            page,
-            crate::mvcc::range(want, &req),
-            "{what}: page of {limit} from {start:?} at {rev}"
-        );
-        let Some(last) = page
-            .ok()
-            .filter(|p| p.more)
-            .and_then(|p| p.kvs.last().cloned())
-        else {
-            return;
-        };
-        let mut next = last.key.to_vec();
-        next.push(0);
-        start = next.into();
     }
 }
 
