@@ -52,6 +52,8 @@ pub struct T4 {
     _tempdir: Option<tempfile::TempDir>,
     /// Everything the server logged so far.
     log: Arc<Mutex<String>>,
+    /// The thread that copies the server's stderr into `log`; it ends when the process does.
+    log_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl T4 {
@@ -98,7 +100,7 @@ impl T4 {
         let log = Arc::new(Mutex::new(String::new()));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let log_reader = std::thread::spawn(move || {
             let mut addr_tx = Some(addr_tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
@@ -119,6 +121,7 @@ impl T4 {
             data_dir: data_dir.to_path_buf(),
             _tempdir: None,
             log,
+            log_reader: Some(log_reader),
         };
         let addr = tokio::task::spawn_blocking(move || addr_rx.recv_timeout(START_TIMEOUT))
             .await
@@ -218,6 +221,10 @@ impl T4 {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = child.try_wait().expect("waiting for t4") {
+                // The process is gone, so its stderr ends: after this the log is complete.
+                if let Some(reader) = self.log_reader.take() {
+                    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+                }
                 return status;
             }
             if Instant::now() > deadline {

@@ -4,8 +4,6 @@
 #![allow(clippy::disallowed_methods, clippy::unwrap_used)] // end-to-end tests: real time; unwrap is the assertion
 
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use etcd_client::WatchOptions;
@@ -186,7 +184,6 @@ async fn sigterm_ends_open_streams_and_exits_0_with_every_write_kept() {
 struct Writer {
     acked: Vec<(String, String, i64)>,
     failed: String,
-    acked_after_signal: usize,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -196,38 +193,28 @@ async fn sigterm_lets_in_flight_puts_finish_and_keeps_every_acknowledged_one() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut t4 = T4::start_in(t4_bin!(), &data, &[]).await;
-    let signalled = Arc::new(AtomicBool::new(false));
     let (first_ack_tx, mut first_ack) = tokio::sync::mpsc::channel(1);
     let mut writers = Vec::new();
     for connection in 0..CONNECTIONS {
         let client = t4.client().await;
         for w in 0..WRITERS_PER_CONNECTION {
-            let (mut c, signalled, first_ack) =
-                (client.clone(), signalled.clone(), first_ack_tx.clone());
+            let (mut c, first_ack) = (client.clone(), first_ack_tx.clone());
             // Each writer puts its own keys one after the other until a put fails (the server
             // refuses it or is gone).
             writers.push(tokio::spawn(async move {
                 let mut acked = Vec::new();
-                let mut acked_after_signal = 0;
                 for n in 0.. {
                     let key = format!("w{connection:02}-{w:02}/{n:06}");
                     let value = format!("value {n}");
                     match c.put(key.as_str(), value.as_str(), None).await {
                         Ok(r) => {
-                            if signalled.load(Ordering::SeqCst) {
-                                acked_after_signal += 1;
-                            }
                             acked.push((key, value, r.header().unwrap().revision()));
                             if n == 0 {
                                 first_ack.send(()).await.unwrap();
                             }
                         }
                         Err(_) => {
-                            return Writer {
-                                acked,
-                                failed: key,
-                                acked_after_signal,
-                            };
+                            return Writer { acked, failed: key };
                         }
                     }
                 }
@@ -241,7 +228,6 @@ async fn sigterm_lets_in_flight_puts_finish_and_keeps_every_acknowledged_one() {
         first_ack.recv().await.unwrap();
     }
     t4.signal("TERM");
-    signalled.store(true, Ordering::SeqCst);
     let status = t4.wait_for_exit(Duration::from_secs(15)).await;
     assert!(status.success(), "exit status {status}; log:\n{}", t4.log());
     let mut writes = Vec::new();
@@ -253,11 +239,28 @@ async fn sigterm_lets_in_flight_puts_finish_and_keeps_every_acknowledged_one() {
                 .unwrap(),
         );
     }
-    // The writers were busy across the signal: puts in flight when it was sent were answered
-    // (a server that exits at once fails here or below: its last puts break with the
-    // connection, some after they took effect).
-    let after: usize = writes.iter().map(|w| w.acked_after_signal).sum();
-    assert!(after > 0, "no put was answered after the signal");
+    // The writers were busy across the signal: puts in flight when the server took it were
+    // answered, with revisions above the one it logged then (a server that exits at once
+    // fails here or below: its last puts break with the connection, some after they took
+    // effect). The server's revision, not the test's clock, tells "after": `kill` returns
+    // only once the server may have drained already.
+    let log = t4.log();
+    let stopping_at: i64 = log
+        .lines()
+        .find(|l| l.contains("stopping:"))
+        .and_then(|l| l.split("revision=").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no revision logged at the signal; log:\n{log}"));
+    let after = writes
+        .iter()
+        .flat_map(|w| &w.acked)
+        .filter(|(_, _, revision)| *revision > stopping_at)
+        .count();
+    assert!(
+        after > 0,
+        "no put was answered after the signal (revision {stopping_at})"
+    );
 
     let t4 = T4::start_in(t4_bin!(), &data, &[]).await;
     let mut c = t4.client().await;

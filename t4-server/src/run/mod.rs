@@ -227,7 +227,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let served = tokio::select! {
         result = &mut serve => Some(result),
         signal = wait_for_signal() => {
-            tracing::info!(signal = signal?, "stopping: ending streams, finishing in-flight requests");
+            // Every write answered from here on has a revision above this one.
+            tracing::info!(
+                signal = signal?,
+                revision = node.current_revision(),
+                "stopping: ending streams, finishing in-flight requests"
+            );
             None
         }
     };
