@@ -178,7 +178,7 @@ pub(crate) fn spawn(
         wal_segments: outlets.wal_segments,
         append: None,
         multi_thread: runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread,
-        answered: false,
+        answered: 0,
         background: Vec::new(),
         refreshed_index: 0,
         failure: Arc::downgrade(shared),
@@ -213,6 +213,14 @@ fn publish<T: PartialEq>(channel: &watch::Sender<T>, value: T) {
 /// answers, 12 %; docs/benchmarks.md).
 const INLINE_APPLY_MAX_OPS: usize = 32;
 
+/// Most answers since the core's task last waited for which a WAL append hands the worker's
+/// queue to another thread (`Driver::append`). Beyond it the woken callers overflow to the
+/// runtime's shared queue, where the other workers take them anyway, and the task, left on a
+/// thread without a worker's queue, would wake each caller of the following rounds through
+/// that shared queue (measured: the embedded bench's 16 × 64 pipelined puts, ~1,000 answers
+/// a round, −8.5 % with no limit; docs/benchmarks.md).
+const HAND_OVER_MAX_ANSWERS: usize = 64;
+
 /// Most commands taken from the queue before the core's actions are performed.
 const MAX_COMMANDS_PER_ROUND: usize = 1024;
 
@@ -229,9 +237,9 @@ struct Driver {
     /// Whether the task runs on a multi-threaded runtime, where an append can hand the
     /// worker's queue to another thread (`append`).
     multi_thread: bool,
-    /// Whether answers went out since this task last waited for commands: the callers'
+    /// How many answers went out since this task last waited for commands: the callers'
     /// tasks they woke may still be queued on this task's worker.
-    answered: bool,
+    answered: usize,
     /// Store persistence and compaction threads that may still run.
     background: Vec<JoinHandle<()>>,
     /// The applied index as of the slot's last refresh.
@@ -289,7 +297,7 @@ impl Driver {
             }
             if commands.is_empty() {
                 // This task is about to wait: the callers it answered run meanwhile.
-                self.answered = false;
+                self.answered = 0;
             }
             let first = match self.next_command(&mut commands).await {
                 Wait::Command(command) => command,
@@ -495,14 +503,16 @@ impl Driver {
     }
 
     /// Writes and fdatasyncs one WAL append, blocking the task's worker meanwhile. When
-    /// answers went out since the last append, the callers they woke are queued on this
-    /// worker, where they would wait for the sync: `block_in_place` then hands the worker's
-    /// queue to another thread first, so they run during it (measured: `t4 run` with 16
-    /// writing clients +4 to +20 %, txns +18 %; docs/benchmarks.md). A lone writer's
-    /// answer ran while this task waited for its next request, so it pays no hand-over.
+    /// answers went out since the task last waited for commands (up to
+    /// [`HAND_OVER_MAX_ANSWERS`]), the callers they woke are queued on this worker, where
+    /// they would wait for the sync: `block_in_place` then hands the worker's queue to
+    /// another thread first, so they run during it (measured: `t4 run` with 16 writing
+    /// clients +4 to +20 %, txns +18 %; docs/benchmarks.md). A lone writer's answer ran
+    /// while this task waited for its next request, so it pays no hand-over.
     fn append(&mut self, segment: SegmentId, create: bool, bytes: &[u8]) -> Result<(), String> {
         let wal = &mut self.wal;
-        let result = if self.multi_thread && std::mem::take(&mut self.answered) {
+        let answered = std::mem::take(&mut self.answered);
+        let result = if self.multi_thread && (1..=HAND_OVER_MAX_ANSWERS).contains(&answered) {
             tokio::task::block_in_place(|| wal.append(segment, create, bytes))
         } else {
             wal.append(segment, create, bytes)
@@ -577,7 +587,7 @@ impl Driver {
                     // reads wait for the view to reach it.
                     if let Some(reply) = self.pending.remove(&id) {
                         let _ = reply.send(result);
-                        self.answered = true;
+                        self.answered += 1;
                     }
                 }
                 Action::Object { io, request } => self.object(io, request),
