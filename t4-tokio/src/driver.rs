@@ -213,8 +213,8 @@ fn publish<T: PartialEq>(channel: &watch::Sender<T>, value: T) {
 /// answers, 12 %; docs/benchmarks.md).
 const INLINE_APPLY_MAX_OPS: usize = 32;
 
-/// Most answers since the core's task last waited for which a WAL append hands the worker's
-/// queue to another thread (`Driver::append`). Beyond it the woken callers overflow to the
+/// Most answers since the core's task last appended or waited for which a WAL append hands
+/// the worker's queue to another thread (`Driver::append`). Beyond it the woken callers overflow to the
 /// runtime's shared queue, where the other workers take them anyway, and the task, left on a
 /// thread without a worker's queue, would wake each caller of the following rounds through
 /// that shared queue (measured: the embedded bench's 16 × 64 pipelined puts, ~1,000 answers
@@ -237,8 +237,8 @@ struct Driver {
     /// Whether the task runs on a multi-threaded runtime, where an append can hand the
     /// worker's queue to another thread (`append`).
     multi_thread: bool,
-    /// How many answers went out since this task last waited for commands: the callers'
-    /// tasks they woke may still be queued on this task's worker.
+    /// How many answers went out since this task last appended or waited for commands: the
+    /// callers' tasks they woke may still be queued on this task's worker.
     answered: usize,
     /// Store persistence and compaction threads that may still run.
     background: Vec<JoinHandle<()>>,
@@ -503,7 +503,7 @@ impl Driver {
     }
 
     /// Writes and fdatasyncs one WAL append, blocking the task's worker meanwhile. When
-    /// answers went out since the task last waited for commands (up to
+    /// answers went out since the task last appended or waited for commands (up to
     /// [`HAND_OVER_MAX_ANSWERS`]), the callers they woke are queued on this worker, where
     /// they would wait for the sync: `block_in_place` then hands the worker's queue to
     /// another thread first, so they run during it (measured: `t4 run` with 16 writing
