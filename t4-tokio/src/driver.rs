@@ -214,11 +214,11 @@ fn publish<T: PartialEq>(channel: &watch::Sender<T>, value: T) {
 const INLINE_APPLY_MAX_OPS: usize = 32;
 
 /// Most answers since the core's task last appended or waited for which a WAL append hands
-/// the worker's queue to another thread (`Driver::append`). Beyond it the woken callers overflow to the
-/// runtime's shared queue, where the other workers take them anyway, and the task, left on a
-/// thread without a worker's queue, would wake each caller of the following rounds through
-/// that shared queue (measured: the embedded bench's 16 × 64 pipelined puts, ~1,000 answers
-/// a round, −8.5 % with no limit; docs/benchmarks.md).
+/// the worker's queue to another thread (`Driver::append`). Beyond it the woken callers
+/// overflow to the runtime's shared queue, where the other workers take them anyway, and the
+/// task, left on a thread without a worker's queue, would wake each caller of the following
+/// rounds through that shared queue (measured: the embedded bench's 16 × 64 pipelined puts,
+/// ~1,000 answers a round, −8.5 % with no limit; docs/benchmarks.md).
 const HAND_OVER_MAX_ANSWERS: usize = 64;
 
 /// Most commands taken from the queue before the core's actions are performed.
