@@ -6,9 +6,9 @@
 # Starts the t4 binary (the given path, else target/debug/t4 or target/release/t4) on a free
 # loopback port with a temporary data directory, drives it with etcdctl — put/get/del with their
 # options, interactive txn, watch (live, --prev-kv, --rev replay, compacted), leases, compaction,
-# endpoint status/health, member list, snapshot save — and checks every answer. `--against-etcd`
-# runs the same checks against a real etcd (/usr/bin/etcd, or ETCD_BIN) instead, which checks the
-# script's own expectations: they are etcd's behaviour.
+# endpoint status/health (--cluster too), member list, move-leader, snapshot save — and checks
+# every answer. `--against-etcd` runs the same checks against a real etcd (/usr/bin/etcd, or
+# ETCD_BIN) instead, which checks the script's own expectations: they are etcd's behaviour.
 #
 # Exits 0 when every check passes; otherwise prints the failed check (command, expected and
 # actual output, the end of the server log) and exits 1. SERVERS_KEEP=1 keeps the data
@@ -25,7 +25,7 @@ for arg in "$@"; do
   case "$arg" in
     --against-etcd) against=etcd ;;
     -h | --help)
-      sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     -*)
@@ -392,8 +392,23 @@ check_match "endpoint status -w json names this member the leader" \
 # etcdctl prints the health report on stderr.
 check_match_stderr "endpoint health" "$endpoint is healthy: successfully committed proposal: took = .+" \
   endpoint health
+# --cluster dials the client URLs of the member list as they are: etcd 3.4's client then sends
+# the whole URL, scheme included, as the HTTP/2 :authority.
+check_match "endpoint status --cluster" \
+  "http://$endpoint, [0-9a-f]+, [0-9]+\.[0-9]+\.[0-9]+[^,]*, [0-9.]+ [kMGT]?B, true, false, [0-9]+, [0-9]+, [0-9]+, " \
+  endpoint status --cluster
+check_match_stderr "endpoint health --cluster" \
+  "http://$endpoint is healthy: successfully committed proposal: took = .+" \
+  endpoint health --cluster
 check_match "member list shows one started member serving this endpoint" \
   "[0-9a-f]+, started, [^,]*, [^,]*, [^,]*http://$endpoint[^,]*, false" member list
+# This member is the leader of a one-member cluster: a transfer to itself is done, a transfer to
+# an id that is no member is refused.
+member_hex=${OUT%%,*}
+check "move-leader to this member" "Leadership transferred from $member_hex to $member_hex" \
+  move-leader "$member_hex"
+check_error "move-leader to an id that is no member" "etcdserver: bad leader transferee" \
+  move-leader 1234
 # The stream is the database (t4: its snapshot), 512-byte aligned, then its SHA-256: etcdctl
 # refuses a stream without the digest ("sha256 checksum not found").
 snap=$work/snapshot.db

@@ -114,6 +114,9 @@ pub enum Error {
     /// An auth request while authentication is disabled.
     #[error("etcdserver: authentication is not enabled")]
     AuthNotEnabled,
+    /// A leader transfer to a member that is not in the cluster.
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
     /// A watch id the stream already uses (a watch cancel reason, not a status).
     #[error("mvcc: duplicate watch ID provided on the WatchStream")]
     WatchIdInUse,
@@ -149,7 +152,7 @@ impl Error {
             Failed(_) | Stopped | ObjectStoreUnavailable(_) => GrpcCode::Unavailable,
             Store(_) => GrpcCode::Internal,
             NoSpace => GrpcCode::ResourceExhausted,
-            AuthNotEnabled => GrpcCode::FailedPrecondition,
+            AuthNotEnabled | BadLeaderTransferee => GrpcCode::FailedPrecondition,
             WatchIdInUse | EmptyWatcherRange => GrpcCode::InvalidArgument,
             Unsupported(_) => GrpcCode::Unimplemented,
         }
@@ -186,6 +189,14 @@ mod tests {
         assert_eq!(
             Error::AuthNotEnabled.to_string(),
             "etcdserver: authentication is not enabled"
+        );
+        assert_eq!(
+            Error::BadLeaderTransferee.to_string(),
+            "etcdserver: bad leader transferee"
+        );
+        assert_eq!(
+            Error::BadLeaderTransferee.grpc_code(),
+            GrpcCode::FailedPrecondition
         );
         assert_eq!(
             Error::WatchIdInUse.to_string(),

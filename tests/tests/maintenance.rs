@@ -42,6 +42,18 @@ async fn status_reports_version_leader_revision_and_size() {
 }
 
 #[tokio::test]
+async fn move_leader_to_this_member_succeeds_and_to_another_id_is_refused() {
+    let t4 = T4::start(t4_bin!(), &[]).await;
+    let mut c = t4.client().await;
+    let me = c.status().await.unwrap().header().unwrap().member_id();
+    c.move_leader(me).await.unwrap();
+    assert_eq!(c.status().await.unwrap().leader(), me);
+    let e = status(c.move_leader(me ^ 1).await.unwrap_err());
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert_eq!(e.message(), "etcdserver: bad leader transferee");
+}
+
+#[tokio::test]
 async fn equal_histories_hash_equal() {
     let a = T4::start(t4_bin!(), &[]).await;
     let b = T4::start(t4_bin!(), &[]).await;

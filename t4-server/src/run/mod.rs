@@ -7,6 +7,7 @@
 //! ends, their connections are dropped and the node is closed anyway: acknowledged writes
 //! are durable in the WAL either way.
 
+mod authority;
 mod coalesce;
 pub mod config;
 pub mod identity;
@@ -216,8 +217,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // `Server::tcp_nodelay` applies only to listeners tonic binds itself: set it on ours, or
     // Nagle's algorithm plus delayed ACKs add ~40 ms to every small unary answer.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    // Each connection's answers to one batch leave in one write (`coalesce.rs`).
-    let incoming = incoming.map(|conn| conn.map(coalesce::Coalescing::new));
+    // Each connection's answers to one batch leave in one write (`coalesce.rs`), and requests
+    // with an `:authority` that `h2` would refuse are served as etcd serves them
+    // (`authority.rs`).
+    let incoming = incoming.map(|conn| {
+        conn.map(|tcp| authority::AuthorityRepair::new(coalesce::Coalescing::new(tcp)))
+    });
     let serve = router.serve_with_incoming_shutdown(incoming, async move {
         let _ = stopping.wait_for(|s| *s).await;
     });

@@ -1,4 +1,4 @@
-//! The Maintenance service: Status, Alarm, Hash, HashKV, Snapshot, Defragment.
+//! The Maintenance service: Status, Alarm, Hash, HashKV, Snapshot, Defragment, MoveLeader.
 
 use std::pin::Pin;
 
@@ -224,13 +224,17 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    /// This server is the whole cluster and its leader: a transfer to itself is done at once
+    /// (etcd answers it with an empty response), a transfer to any other member id is refused
+    /// with etcd's error for a transferee that is not a member.
     async fn move_leader(
         &self,
-        _: Request<pb::MoveLeaderRequest>,
+        request: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
-        Err(core_status(&t4_core::Error::Unsupported(
-            "MoveLeader is not supported yet: this t4 server is a single-member cluster",
-        )))
+        if request.into_inner().target_id != self.ctx.id.member_id {
+            return Err(core_status(&t4_core::Error::BadLeaderTransferee));
+        }
+        Ok(Response::new(pb::MoveLeaderResponse::default()))
     }
 
     async fn downgrade(
