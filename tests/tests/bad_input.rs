@@ -122,6 +122,17 @@ async fn malformed_and_oversized_messages_are_refused_and_the_server_stays_up() 
         .await
         .unwrap_err();
     assert_ne!(e.code(), Code::Ok);
+    // A method the server does not have: gRPC's Unimplemented, as from any gRPC server.
+    grpc.ready().await.unwrap();
+    let e = grpc
+        .unary::<Vec<u8>, Vec<u8>, _>(
+            tonic::Request::new(Vec::new()),
+            tonic::codegen::http::uri::PathAndQuery::from_static("/etcdserverpb.KV/Nope"),
+            RawCodec,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unimplemented);
 
     // A message over --max-request-bytes plus gRPC overhead is not even read.
     let mut kv = pb::kv_client::KvClient::new(t4.channel().await);

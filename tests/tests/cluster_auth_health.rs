@@ -2,7 +2,7 @@
 
 #![allow(clippy::disallowed_methods, clippy::unwrap_used)] // end-to-end tests: real time; unwrap is the assertion
 
-use t4_e2e::{T4, status, t4_bin};
+use t4_e2e::{T4, http, status, t4_bin};
 use t4_proto::health::v1::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -105,4 +105,28 @@ async fn health_says_serving() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn the_client_port_answers_plain_http_health_and_version_as_etcd() {
+    let t4 = T4::start(t4_bin!(), &[]).await;
+    let health = http::get(&t4.endpoint, "/health").await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.header("content-type"), Some("application/json"));
+    assert_eq!(health.body, r#"{"health":"true","reason":""}"#);
+    let version = http::get(&t4.endpoint, "/version").await;
+    assert_eq!(version.status, 200);
+    assert_eq!(
+        version.body,
+        r#"{"etcdserver":"3.5.0","etcdcluster":"3.5.0"}"#
+    );
+    assert_eq!(http::get(&t4.endpoint, "/v3/kv/range").await.status, 404);
+    let post = http::request(&t4.endpoint, "POST", "/health")
+        .await
+        .unwrap();
+    assert_eq!(post.status, 405);
+    // gRPC on the same port is unaffected.
+    let mut c = t4.client().await;
+    c.put("k", "v", None).await.unwrap();
+    assert_eq!(c.get("k", None).await.unwrap().kvs()[0].value(), b"v");
 }

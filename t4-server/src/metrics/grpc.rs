@@ -262,12 +262,19 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let pending = self.metrics.as_ref().map(|metrics| Pending {
-            metrics: metrics.clone(),
-            method: method_of(request.uri().path()),
-            started: Instant::now(),
-            done: false,
-        });
+        // gRPC is HTTP/2: the plain HTTP/1.1 requests the client port also answers
+        // (`/health`, `/version`) are not RPCs.
+        let rpc = request.version() == http::Version::HTTP_2;
+        let pending = self
+            .metrics
+            .as_ref()
+            .filter(|_| rpc)
+            .map(|metrics| Pending {
+                metrics: metrics.clone(),
+                method: method_of(request.uri().path()),
+                started: Instant::now(),
+                done: false,
+            });
         MeteredFuture {
             inner: self.inner.call(request),
             pending,
@@ -425,9 +432,25 @@ mod tests {
 
     fn call(path: &str) -> http::Request<()> {
         http::Request::builder()
+            .version(http::Version::HTTP_2)
             .uri(path)
             .body(())
             .expect("a valid request")
+    }
+
+    #[test]
+    fn plain_http_requests_are_not_counted_as_calls() {
+        let (metrics, mut svc) = service(Some(trailers_only_out_of_range));
+        let mut plain = call("/health");
+        *plain.version_mut() = http::Version::HTTP_11;
+        drop(block_on(svc.call(plain)));
+        assert_eq!(metrics.count("unknown", "unknown", Code::OutOfRange), 0);
+        drop(block_on(svc.call(call("/health"))));
+        assert_eq!(
+            metrics.count("unknown", "unknown", Code::OutOfRange),
+            1,
+            "the same over HTTP/2 is"
+        );
     }
 
     #[test]

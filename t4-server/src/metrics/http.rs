@@ -8,6 +8,7 @@
 //! * Any other path: 404; another method on these paths: 405.
 //!
 //! It stops accepting when the server starts shutting down, with the gRPC listener.
+//! [`client_port`] answers the plain HTTP/1.1 requests etcd also answers on its client port.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -63,15 +64,14 @@ fn excluded(query: Option<&str>) -> Vec<&str> {
         .collect()
 }
 
-/// Answers one request.
-pub async fn handle(
-    request: &Request<impl Sized>,
-    ctx: &crate::services::Context,
-    metrics: &Metrics,
-) -> Response<Full<Bytes>> {
-    let path = request.uri().path();
-    if path != "/metrics" && path != "/health" {
-        return respond(StatusCode::NOT_FOUND, "text/plain", "404 page not found\n");
+/// The 404 or 405 answer to a request for anything but `GET`/`HEAD` of one of `paths`.
+fn refuse(request: &Request<impl Sized>, paths: &[&str]) -> Option<Response<Full<Bytes>>> {
+    if !paths.contains(&request.uri().path()) {
+        return Some(respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "404 page not found\n",
+        ));
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = respond(
@@ -82,17 +82,16 @@ pub async fn handle(
         response
             .headers_mut()
             .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
-        return response;
+        return Some(response);
     }
-    if path == "/metrics" {
-        let openmetrics = request
-            .headers()
-            .get(header::ACCEPT)
-            .and_then(|a| a.to_str().ok())
-            .is_some_and(|a| a.contains("application/openmetrics-text"));
-        let exposition = metrics.expose(ctx, openmetrics).await;
-        return respond(StatusCode::OK, exposition.content_type, exposition.body);
-    }
+    None
+}
+
+/// etcd's `/health` answer for this member.
+fn health_response(
+    request: &Request<impl Sized>,
+    ctx: &crate::services::Context,
+) -> Response<Full<Bytes>> {
     let (healthy, reason) = health(ctx, &excluded(request.uri().query()));
     let body = serde_json::json!({
         "health": if healthy { "true" } else { "false" },
@@ -104,6 +103,46 @@ pub async fn handle(
         StatusCode::SERVICE_UNAVAILABLE
     };
     respond(status, "application/json", body.to_string())
+}
+
+/// Answers a plain HTTP/1.1 request on the gRPC client port, where etcd answers `/health`
+/// (as on the metrics address) and `/version` (`{"etcdserver":…,"etcdcluster":…}`, here the
+/// etcd API version t4 reports in `Status`).
+pub fn client_port(
+    request: &Request<impl Sized>,
+    ctx: &crate::services::Context,
+) -> Response<Full<Bytes>> {
+    if let Some(refused) = refuse(request, &["/health", "/version"]) {
+        return refused;
+    }
+    if request.uri().path() == "/version" {
+        // In etcd's order of the fields.
+        let version = crate::services::maintenance::ETCD_VERSION;
+        let body = format!(r#"{{"etcdserver":"{version}","etcdcluster":"{version}"}}"#);
+        return respond(StatusCode::OK, "application/json", body);
+    }
+    health_response(request, ctx)
+}
+
+/// Answers one request.
+pub async fn handle(
+    request: &Request<impl Sized>,
+    ctx: &crate::services::Context,
+    metrics: &Metrics,
+) -> Response<Full<Bytes>> {
+    if let Some(refused) = refuse(request, &["/metrics", "/health"]) {
+        return refused;
+    }
+    if request.uri().path() == "/metrics" {
+        let openmetrics = request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.contains("application/openmetrics-text"));
+        let exposition = metrics.expose(ctx, openmetrics).await;
+        return respond(StatusCode::OK, exposition.content_type, exposition.body);
+    }
+    health_response(request, ctx)
 }
 
 /// Serves `listener` until the server starts shutting down; connections still open then end

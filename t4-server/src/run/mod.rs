@@ -192,14 +192,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("building the gRPC reflection service")?;
     let keepalive =
         (!args.grpc_keepalive_interval.is_zero()).then_some(args.grpc_keepalive_interval);
-    let router = tonic::transport::Server::builder()
-        .layer(GrpcMetricsLayer::new(
-            metrics.as_ref().map(|(m, _)| m.grpc.clone()),
-        ))
-        .http2_keepalive_interval(keepalive)
-        .http2_keepalive_timeout(Some(args.grpc_keepalive_timeout))
-        .tcp_nodelay(true)
-        .max_concurrent_streams(Some(u32::MAX))
+    let mut routes = tonic::service::RoutesBuilder::default();
+    routes
         .add_service(limits!(KvServer::new(KvService::new(ctx.clone()))))
         .add_service(limits!(WatchServer::new(WatchService::new(ctx.clone()))))
         .add_service(limits!(LeaseServer::new(LeaseService::new(ctx.clone()))))
@@ -212,6 +206,35 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .add_service(limits!(AuthServer::new(AuthService::new(ctx.clone()))))
         .add_service(HealthServer::new(HealthService::new(ctx.clone())))
         .add_service(reflection);
+    // Like etcd, the client port also answers plain HTTP/1.1 `GET /health` and `/version`, and
+    // 404 to other HTTP/1.1 paths; an unknown gRPC method still gets gRPC's Unimplemented.
+    let plain_http = {
+        let ctx = ctx.clone();
+        tower::service_fn(move |request: http::Request<tonic::service::AxumBody>| {
+            let response = if request.version() < http::Version::HTTP_2 {
+                crate::metrics::http::client_port(&request, &ctx).map(tonic::body::Body::new)
+            } else {
+                tonic::Status::unimplemented("").into_http()
+            };
+            async move { Ok::<_, std::convert::Infallible>(response) }
+        })
+    };
+    let routes = routes
+        .routes()
+        .into_axum_router()
+        .route_service("/health", plain_http.clone())
+        .route_service("/version", plain_http.clone())
+        .fallback_service(plain_http);
+    let router = tonic::transport::Server::builder()
+        .layer(GrpcMetricsLayer::new(
+            metrics.as_ref().map(|(m, _)| m.grpc.clone()),
+        ))
+        .http2_keepalive_interval(keepalive)
+        .http2_keepalive_timeout(Some(args.grpc_keepalive_timeout))
+        .tcp_nodelay(true)
+        .max_concurrent_streams(Some(u32::MAX))
+        .accept_http1(true)
+        .add_routes(routes.into());
 
     let mut stopping = shutdown_rx.clone();
     // `Server::tcp_nodelay` applies only to listeners tonic binds itself: set it on ours, or
