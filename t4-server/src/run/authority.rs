@@ -575,12 +575,15 @@ mod tests {
         bytes
     }
 
+    /// What the repair makes of a whole connection's `input` read in pieces of `chunk` bytes,
+    /// the connection ending after it.
     fn repaired(input: &[u8], chunk: usize) -> Vec<u8> {
         let mut r = Repairer::default();
         let mut out = BytesMut::new();
         for piece in input.chunks(chunk) {
             r.feed(piece, &mut out);
         }
+        r.flush(&mut out);
         out.to_vec()
     }
 
@@ -720,22 +723,31 @@ mod tests {
         assert_eq!(r.pass(&bad), headers_start);
     }
 
-    /// The `:authority` values of the literal fields in a client stream's HEADERS frames.
-    fn literal_authorities(stream: &[u8]) -> Vec<String> {
+    /// The `:authority` values of the literal fields in a client stream's whole HEADERS
+    /// frames, in order, each `None` if its string does not decode, and the index of the first
+    /// HEADERS frame's among them (`None` if that frame has none).
+    fn literal_authorities(stream: &[u8]) -> (Vec<Option<String>>, Option<usize>) {
         let mut found = Vec::new();
+        let mut first = None;
+        let mut seen_headers = false;
         let mut at = PREFACE.len();
-        while at < stream.len() {
-            let len = frame_len(&stream[at..]);
-            let f = &stream[at..at + FRAME_HEADER_LEN + len];
-            if f[3] == HEADERS
-                && let Some((start, _)) = literal_authority(f)
-            {
-                let (value, _) = get_string(f, start).unwrap();
-                found.push(String::from_utf8(value).unwrap());
+        while let Some(header) = stream.get(at..at + FRAME_HEADER_LEN) {
+            let Some(f) = stream.get(at..at + FRAME_HEADER_LEN + frame_len(header)) else {
+                break;
+            };
+            if f[3] == HEADERS {
+                if let Some((start, _)) = literal_authority(f) {
+                    if !seen_headers {
+                        first = Some(found.len());
+                    }
+                    let value = get_string(f, start).map(|(v, _)| v);
+                    found.push(value.map(|v| String::from_utf8_lossy(&v).into_owned()));
+                }
+                seen_headers = true;
             }
             at += f.len();
         }
-        found
+        (found, first)
     }
 
     #[test]
@@ -746,10 +758,12 @@ mod tests {
             (5, first_block("http://a:1", false)),
         ]);
         for chunk in [1, 10, bytes.len()] {
+            let (found, first) = literal_authorities(&repaired(&bytes, chunk));
             assert_eq!(
-                literal_authorities(&repaired(&bytes, chunk)),
-                ["http---a-1", "http---a-1"]
+                found,
+                [Some("http---a-1".into()), Some("http---a-1".into())]
             );
+            assert_eq!(first, Some(0));
         }
     }
 
@@ -767,6 +781,93 @@ mod tests {
     fn a_stream_that_is_not_http2_passes_unchanged() {
         let bytes = b"GET / HTTP/1.1\r\nHost: http://x\r\n\r\n".to_vec();
         assert_eq!(repaired(&bytes, 4), bytes);
+    }
+
+    /// A client stream of arbitrary frames: HEADERS frames holding arbitrary blocks (some
+    /// with an `:authority` literal, valid or not), other frames with arbitrary payloads.
+    fn any_stream() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let authority = prop_oneof![
+            Just("127.0.0.1:2379"),
+            Just("http://127.0.0.1:2379"),
+            Just("/var/run/t4.sock"),
+            Just(""),
+        ];
+        let block = prop_oneof![
+            (authority, any::<bool>()).prop_map(|(a, h)| first_block(a, h)),
+            Just(SECOND_BLOCK.to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..40),
+        ];
+        let frame = prop_oneof![
+            (block, any::<u8>(), 1u32..9).prop_map(|(b, flags, id)| frame(HEADERS, flags, id, &b)),
+            (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..40))
+                .prop_map(|(kind, p)| frame(kind, 0, 1, &p)),
+        ];
+        proptest::collection::vec(frame, 0..6).prop_map(|frames| {
+            let mut bytes = PREFACE.to_vec();
+            frames.into_iter().for_each(|f| bytes.extend(f));
+            bytes
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever a client sends, the repair does not panic, gives the same bytes however
+        /// they are cut into reads, and changes nothing on a connection whose first HEADERS
+        /// frame needs nothing.
+        #[test]
+        fn any_input_is_handled_the_same_in_any_pieces(
+            bytes in any_stream(),
+            chunk in 1usize..64,
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..30),
+        ) {
+            let mut input = bytes;
+            input.extend(tail);
+            let whole = repaired(&input, input.len().max(1));
+            proptest::prop_assert_eq!(&repaired(&input, chunk), &whole);
+            // The first HEADERS frame needs nothing: no literal authority, one h2 would not
+            // decode either, or a valid one.
+            let (found, first) = literal_authorities(&input);
+            let needs_nothing = first.and_then(|i| found[i].as_ref()).is_none_or(|a| {
+                http::uri::Authority::try_from(a.as_str()).is_ok()
+            });
+            if needs_nothing {
+                proptest::prop_assert_eq!(&whole, &input);
+            }
+        }
+
+        /// Read through the connection wrapper, in whatever pieces the peer writes and the
+        /// reader asks for, the bytes are the repair's.
+        #[test]
+        fn the_connection_reads_what_the_repair_gives(
+            bytes in any_stream(),
+            write_chunk in 1usize..64,
+            read_len in 1usize..64,
+        ) {
+            let expected = repaired(&bytes, bytes.len());
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let got = runtime.block_on(async {
+                let (mut client, server) = duplex(64);
+                let writer = async move {
+                    for piece in bytes.chunks(write_chunk) {
+                        client.write_all(piece).await.unwrap();
+                    }
+                };
+                let reader = async move {
+                    let mut conn = AuthorityRepair::new(server);
+                    let mut got = Vec::new();
+                    let mut buf = vec![0u8; read_len];
+                    loop {
+                        let n = conn.read(&mut buf).await.unwrap();
+                        if n == 0 {
+                            return got;
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                };
+                tokio::join!(writer, reader).1
+            });
+            proptest::prop_assert_eq!(got, expected);
+        }
     }
 
     #[test]
