@@ -69,10 +69,6 @@ pub struct Repairer {
     state: State,
     /// A frame header or HEADERS frame being collected.
     held: Vec<u8>,
-    /// The last `:authority` string literal seen, as sent, and whether its value is valid:
-    /// clients send the same one with every request, and decoding it each time would cost.
-    last_authority: Vec<u8>,
-    last_valid: bool,
     /// Whether a field was repaired on this connection: the client may send it literally
     /// again once its HPACK encoder has evicted it, so every request is looked at from then
     /// on. A connection whose first request needs nothing is left alone after it.
@@ -84,8 +80,6 @@ impl Default for Repairer {
         Repairer {
             state: State::Preface(0),
             held: Vec::new(),
-            last_authority: Vec::new(),
-            last_valid: true,
             repaired: false,
         }
     }
@@ -95,6 +89,16 @@ impl Repairer {
     /// Whether bytes are held back: [`Repairer::feed`] must see the next ones.
     fn holding(&self) -> bool {
         !self.held.is_empty()
+    }
+
+    /// The state after a whole HEADERS frame: the next frame header, or nothing more to look
+    /// at on a connection that needed no repair.
+    fn after_headers(&self) -> State {
+        if self.repaired {
+            State::Header
+        } else {
+            State::Off
+        }
     }
 
     /// Passes the longest prefix of `input` that needs no change and no holding back: returns
@@ -137,19 +141,13 @@ impl Repairer {
                         let Some(frame) = rest.get(..FRAME_HEADER_LEN + len) else {
                             return at;
                         };
-                        if self.needs_repair(frame).is_some() {
+                        if needs_repair(frame).is_some() {
                             return at;
                         }
                         at += frame.len();
-                        if !self.repaired {
-                            self.state = State::Off;
-                        }
+                        self.state = self.after_headers();
                     } else {
-                        self.state = if len == 0 {
-                            State::Header
-                        } else {
-                            State::Payload(len)
-                        };
+                        self.state = payload(len);
                         at += FRAME_HEADER_LEN;
                     }
                 }
@@ -183,11 +181,7 @@ impl Repairer {
                         } else {
                             out.extend_from_slice(&self.held);
                             self.held.clear();
-                            self.state = if len == 0 {
-                                State::Header
-                            } else {
-                                State::Payload(len)
-                            };
+                            self.state = payload(len);
                         }
                     }
                 }
@@ -203,18 +197,14 @@ impl Repairer {
                 && self.held.len() == total
             {
                 let mut frame = std::mem::take(&mut self.held);
-                if let Some(value) = self.needs_repair(&frame) {
-                    repair(&mut frame, value);
+                if let Some(invalid) = needs_repair(&frame) {
+                    repair(&mut frame, invalid);
                     self.repaired = true;
                 }
                 out.extend_from_slice(&frame);
                 frame.clear();
                 self.held = frame;
-                self.state = if self.repaired {
-                    State::Header
-                } else {
-                    State::Off
-                };
+                self.state = self.after_headers();
             }
         }
     }
@@ -225,23 +215,33 @@ impl Repairer {
         self.held.clear();
         self.state = State::Off;
     }
+}
 
-    /// In one whole HEADERS frame (header included), the byte range of a literal
-    /// `:authority` value that is invalid and can be repaired.
-    fn needs_repair(&mut self, frame: &[u8]) -> Option<(usize, usize)> {
-        let (start, end) = literal_authority(frame)?;
-        let literal = &frame[start..end];
-        if literal != self.last_authority.as_slice() {
-            self.last_authority.clear();
-            self.last_authority.extend_from_slice(literal);
-            self.last_valid = match get_string(literal, 0) {
-                Some((value, _)) => http::uri::Authority::try_from(value.as_slice()).is_ok(),
-                // Not a string h2 can read either: it judges the block itself.
-                None => true,
-            };
-        }
-        (!self.last_valid).then_some((start, end))
+/// The state after a frame header whose payload is `len` bytes and not looked into.
+fn payload(len: usize) -> State {
+    if len == 0 {
+        State::Header
+    } else {
+        State::Payload(len)
     }
+}
+
+/// A literal `:authority` field's value that is not a valid authority: the byte range of its
+/// string literal in the frame, and the value decoded.
+struct Invalid {
+    start: usize,
+    end: usize,
+    value: Vec<u8>,
+}
+
+/// In one whole HEADERS frame (header included), the literal `:authority` value to repair, if
+/// it is invalid. One that does not decode is left alone: `h2` judges the block itself.
+fn needs_repair(frame: &[u8]) -> Option<Invalid> {
+    let (start, end) = literal_authority(frame)?;
+    let (value, _) = get_string(frame, start)?;
+    http::uri::Authority::try_from(value.as_slice())
+        .is_err()
+        .then_some(Invalid { start, end, value })
 }
 
 /// The payload length in a frame header.
@@ -273,13 +273,10 @@ fn literal_authority(frame: &[u8]) -> Option<(usize, usize)> {
     Some((pos + start, pos + value_end))
 }
 
-/// Replaces the string literal at `value` (a byte range of `frame`, an invalid authority)
-/// with a valid authority of the same decoded length, as a plain literal, and fixes the
-/// frame's length; leaves the frame as it is if that is not possible.
-fn repair(frame: &mut Vec<u8>, (start, end): (usize, usize)) {
-    let Some((value, _)) = get_string(frame, start) else {
-        return;
-    };
+/// Replaces the invalid authority's string literal with a valid authority of the same decoded
+/// length, as a plain literal, and fixes the frame's length; leaves the frame as it is if that
+/// is not possible.
+fn repair(frame: &mut Vec<u8>, Invalid { start, end, value }: Invalid) {
     let repaired: Vec<u8> = value
         .iter()
         .map(|&b| {

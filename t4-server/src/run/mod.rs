@@ -219,11 +219,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             async move { Ok::<_, std::convert::Infallible>(response) }
         })
     };
+    // The gRPC routes are `/{service}/{method}`: every other path falls back to `plain_http`.
     let routes = routes
         .routes()
         .into_axum_router()
-        .route_service("/health", plain_http.clone())
-        .route_service("/version", plain_http.clone())
         .fallback_service(plain_http);
     let router = tonic::transport::Server::builder()
         .layer(GrpcMetricsLayer::new(
