@@ -3,7 +3,8 @@
 //! `protox` parses the files in pure Rust (no system `protoc` needed) into a
 //! `FileDescriptorSet`; `tonic-prost-build` turns that into prost messages and
 //! tonic clients and servers. The encoded descriptor set is also written to
-//! `OUT_DIR` so the crate can embed it for gRPC reflection.
+//! `OUT_DIR` so the crate can embed it for gRPC reflection, and `pbjson-build` writes serde
+//! implementations of the etcd messages in the JSON form etcd's gateway uses.
 
 use std::{env, fs, path::PathBuf};
 
@@ -26,7 +27,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .open_files(PROTOS)?
         .file_descriptor_set();
 
-    fs::write(out_dir.join("t4_descriptor.bin"), fds.encode_to_vec())?;
+    let encoded = fds.encode_to_vec();
+    fs::write(out_dir.join("t4_descriptor.bin"), &encoded)?;
 
     tonic_prost_build::configure()
         .build_server(true)
@@ -37,6 +39,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // their time copying), and a client's decode slices the received buffer.
         .bytes(".mvccpb.KeyValue")
         .compile_fds(fds)?;
+
+    // etcd's grpc-gateway writes proto field names (`create_revision`, `dbSize`), 64-bit
+    // integers as strings and enums by name, leaves out default values, and ignores fields it
+    // does not know; it reads both the proto and the camelCase names.
+    pbjson_build::Builder::new()
+        .register_descriptors(&encoded)?
+        .preserve_proto_field_names()
+        .ignore_unknown_fields()
+        .build(&[".etcdserverpb", ".mvccpb", ".authpb"])?;
 
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=proto");

@@ -18,6 +18,10 @@
 //! * [`authpb`]: users, roles and permissions.
 //! * [`health::v1`]: the standard gRPC health service (`grpc.health.v1`).
 //!
+//! The messages of these three packages also implement serde's `Serialize` and
+//! `Deserialize` in the JSON form of etcd's gRPC gateway (proto field names, 64-bit
+//! integers as strings, bytes in base64, default values left out).
+//!
 //! [`FILE_DESCRIPTOR_SET`] is the encoded descriptor set of all of these
 //! files, for serving gRPC reflection.
 
@@ -25,18 +29,21 @@
 #[allow(missing_docs, clippy::all, clippy::pedantic, clippy::nursery)]
 pub mod etcdserverpb {
     include!(concat!(env!("OUT_DIR"), "/etcdserverpb.rs"));
+    include!(concat!(env!("OUT_DIR"), "/etcdserverpb.serde.rs"));
 }
 
 /// Package `mvccpb`: stored key-value pairs and watch events.
 #[allow(missing_docs, clippy::all, clippy::pedantic, clippy::nursery)]
 pub mod mvccpb {
     include!(concat!(env!("OUT_DIR"), "/mvccpb.rs"));
+    include!(concat!(env!("OUT_DIR"), "/mvccpb.serde.rs"));
 }
 
 /// Package `authpb`: users, roles and permissions.
 #[allow(missing_docs, clippy::all, clippy::pedantic, clippy::nursery)]
 pub mod authpb {
     include!(concat!(env!("OUT_DIR"), "/authpb.rs"));
+    include!(concat!(env!("OUT_DIR"), "/authpb.serde.rs"));
 }
 
 /// The gRPC health checking protocol.

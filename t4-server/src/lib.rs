@@ -6,6 +6,8 @@
 //!
 //! * [`cli`] — the command line; [`run`] — `t4 run`: configuration, start, signals, shutdown.
 //! * [`services`] — one module per etcd service, each a thin mapping onto [`t4::Node`].
+//! * [`gateway`] — etcd's JSON gateway (`POST /v3/kv/range`, …) on the client port, over the
+//!   same services.
 //! * [`metrics`] — Prometheus metrics and the HTTP `/metrics` and `/health` endpoint
 //!   (`--metrics-listen`).
 //! * [`convert`] — protobuf messages ↔ `t4_core` requests; [`status`] — errors → gRPC
@@ -21,6 +23,7 @@ pub mod bench;
 pub mod bucket;
 pub mod cli;
 pub mod convert;
+pub mod gateway;
 pub mod header;
 pub mod inspect;
 pub mod metrics;

@@ -120,7 +120,9 @@ async fn the_client_port_answers_plain_http_health_and_version_as_etcd() {
         version.body,
         r#"{"etcdserver":"3.5.0","etcdcluster":"3.5.0"}"#
     );
-    assert_eq!(http::get(&t4.endpoint, "/v3/kv/range").await.status, 404);
+    assert_eq!(http::get(&t4.endpoint, "/no-such-path").await.status, 404);
+    // The JSON gateway's methods take POST only, as etcd's (gateway.rs tests them).
+    assert_eq!(http::get(&t4.endpoint, "/v3/kv/range").await.status, 405);
     let post = http::request(&t4.endpoint, "POST", "/health")
         .await
         .unwrap();

@@ -6,6 +6,9 @@
 //! is dropped before its status was sent (the client went away) counts as `Canceled`, as in
 //! etcd's go-grpc-prometheus. Streams (Watch, LeaseKeepAlive, Snapshot) are counted when they
 //! end; their lifetime is not a latency, so only unary calls are timed.
+//!
+//! Calls through the JSON gateway are recorded as the gRPC calls they are, as etcd's gateway
+//! makes real gRPC calls: the gateway times them with [`GrpcMetrics::start`].
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -149,6 +152,16 @@ impl GrpcMetrics {
         Arc::new(metrics)
     }
 
+    /// Starts timing a call of the method at gRPC `path` (`/etcdserverpb.KV/Range`).
+    pub fn start(self: &Arc<Self>, path: &str) -> Call {
+        Call {
+            metrics: self.clone(),
+            method: method_of(path),
+            started: Instant::now(),
+            done: false,
+        }
+    }
+
     /// Records one finished call.
     pub fn record(&self, method: &'static Method, code: Code, elapsed: Duration) {
         self.calls
@@ -187,22 +200,23 @@ impl GrpcMetrics {
 
 /// A call in progress; records itself once, as `Canceled` if dropped before its status.
 #[derive(Debug)]
-struct Pending {
+pub struct Call {
     metrics: Arc<GrpcMetrics>,
     method: &'static Method,
     started: Instant,
     done: bool,
 }
 
-impl Pending {
-    fn finish(mut self, code: Code) {
+impl Call {
+    /// Records the call as ended with `code`.
+    pub fn finish(mut self, code: Code) {
         self.done = true;
         self.metrics
             .record(self.method, code, self.started.elapsed());
     }
 }
 
-impl Drop for Pending {
+impl Drop for Call {
     fn drop(&mut self) {
         if !self.done {
             self.metrics
@@ -269,12 +283,7 @@ where
             .metrics
             .as_ref()
             .filter(|_| rpc)
-            .map(|metrics| Pending {
-                metrics: metrics.clone(),
-                method: method_of(request.uri().path()),
-                started: Instant::now(),
-                done: false,
-            });
+            .map(|metrics| metrics.start(request.uri().path()));
         MeteredFuture {
             inner: self.inner.call(request),
             pending,
@@ -287,7 +296,7 @@ pin_project! {
     pub struct MeteredFuture<F> {
         #[pin]
         inner: F,
-        pending: Option<Pending>,
+        pending: Option<Call>,
     }
 }
 
@@ -326,7 +335,7 @@ pin_project! {
     pub struct MeteredBody<B> {
         #[pin]
         inner: B,
-        pending: Option<Pending>,
+        pending: Option<Call>,
     }
 }
 

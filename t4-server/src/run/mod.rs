@@ -206,17 +206,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .add_service(limits!(AuthServer::new(AuthService::new(ctx.clone()))))
         .add_service(HealthServer::new(HealthService::new(ctx.clone())))
         .add_service(reflection);
-    // Like etcd, the client port also answers plain HTTP/1.1 `GET /health` and `/version`, and
-    // 404 to other HTTP/1.1 paths; an unknown gRPC method still gets gRPC's Unimplemented.
+    // Like etcd, the client port also serves the JSON gateway under `/v3/`, answers plain
+    // HTTP/1.1 `GET /health` and `/version`, and 404 to other HTTP/1.1 paths; an unknown gRPC
+    // method still gets gRPC's Unimplemented.
     let plain_http = {
         let ctx = ctx.clone();
+        let grpc_metrics = metrics.as_ref().map(|(m, _)| m.grpc.clone());
+        let gateway = Arc::new(crate::gateway::Gateway::new(ctx.clone(), grpc_metrics));
         tower::service_fn(move |request: http::Request<tonic::service::AxumBody>| {
-            let response = if request.version() < http::Version::HTTP_2 {
-                crate::metrics::http::client_port(&request, &ctx).map(tonic::body::Body::new)
-            } else {
-                tonic::Status::unimplemented("").into_http()
-            };
-            async move { Ok::<_, std::convert::Infallible>(response) }
+            let (ctx, gateway) = (ctx.clone(), gateway.clone());
+            async move {
+                let response = if crate::gateway::wants(&request) {
+                    gateway.handle(request).await
+                } else if request.version() < http::Version::HTTP_2 {
+                    crate::metrics::http::client_port(&request, &ctx).map(tonic::body::Body::new)
+                } else {
+                    tonic::Status::unimplemented("").into_http()
+                };
+                Ok::<_, std::convert::Infallible>(response)
+            }
         })
     };
     // The gRPC routes are `/{service}/{method}`: every other path falls back to `plain_http`.

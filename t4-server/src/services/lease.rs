@@ -25,18 +25,31 @@ impl LeaseService {
     pub fn new(ctx: Shared) -> LeaseService {
         LeaseService { ctx }
     }
+
+    /// Answers one stream of keepalives, from a gRPC stream or from the JSON gateway.
+    pub fn keep_alive<S>(&self, requests: S) -> KeepAliveStream
+    where
+        S: Stream<Item = Result<pb::LeaseKeepAliveRequest, Status>> + Send + Unpin + 'static,
+    {
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(keep_alive_loop(self.ctx.clone(), requests, tx));
+        Box::pin(ReceiverStream::new(rx))
+    }
 }
 
-type KeepAliveStream =
+/// The responses of one keepalive stream.
+pub type KeepAliveStream =
     Pin<Box<dyn Stream<Item = Result<pb::LeaseKeepAliveResponse, Status>> + Send>>;
 
 /// Answers the keepalives of one stream, in order, until the client ends it, an error
 /// ends it, or the server shuts down.
-async fn keep_alive_loop(
+async fn keep_alive_loop<S>(
     ctx: Shared,
-    mut requests: Streaming<pb::LeaseKeepAliveRequest>,
+    mut requests: S,
     out: mpsc::Sender<Result<pb::LeaseKeepAliveResponse, Status>>,
-) {
+) where
+    S: Stream<Item = Result<pb::LeaseKeepAliveRequest, Status>> + Unpin,
+{
     loop {
         let next = tokio::select! {
             next = requests.next() => next,
@@ -115,9 +128,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
-        let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(keep_alive_loop(self.ctx.clone(), request.into_inner(), tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(self.keep_alive(request.into_inner())))
     }
 
     async fn lease_time_to_live(

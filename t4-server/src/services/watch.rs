@@ -56,10 +56,23 @@ impl WatchService {
     pub fn new(ctx: Shared) -> WatchService {
         WatchService { ctx }
     }
+
+    /// Serves one stream of watch requests, from a gRPC stream or from the JSON gateway:
+    /// the responses, until the client leaves or the server shuts down.
+    pub fn serve<S>(&self, requests: S) -> WatchStream
+    where
+        S: Stream<Item = Result<pb::WatchRequest, Status>> + Send + Unpin + 'static,
+    {
+        let (tx, rx) = mpsc::channel(64);
+        let task = StreamTask::new(self.ctx.clone(), tx);
+        tokio::spawn(task.run(requests));
+        Box::pin(ReceiverStream::new(rx))
+    }
 }
 
 type Out = mpsc::Sender<Result<pb::WatchResponse, Status>>;
-type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+/// The responses of one watch stream.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Watch for WatchService {
@@ -69,10 +82,7 @@ impl Watch for WatchService {
         &self,
         request: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let (tx, rx) = mpsc::channel(64);
-        let task = StreamTask::new(self.ctx.clone(), tx);
-        tokio::spawn(task.run(request.into_inner()));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(self.serve(request.into_inner())))
     }
 }
 
@@ -157,7 +167,10 @@ impl StreamTask {
         }
     }
 
-    async fn run(mut self, mut input: Streaming<pb::WatchRequest>) {
+    async fn run<S>(mut self, mut input: S)
+    where
+        S: Stream<Item = Result<pb::WatchRequest, Status>> + Unpin,
+    {
         let ctx = self.ctx.clone();
         let out = self.out.clone();
         let interval = ctx.settings.watch_progress_interval;

@@ -21,6 +21,7 @@
 
 #![allow(clippy::disallowed_methods)] // a test of real servers reads real clocks
 
+mod gateway;
 mod render;
 mod scenario;
 mod servers;
@@ -114,6 +115,26 @@ async fn t4_answers_the_scenario_exactly_like_etcd_3_4() {
             other.name,
             other.log_tail()
         );
+    }
+}
+
+/// The JSON gateway (`POST /v3/kv/put` and the rest, as curl and non-gRPC clients use it)
+/// answers like etcd 3.4's: same HTTP statuses, same JSON, same streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_json_gateway_answers_like_etcd_3_4() {
+    let etcd = servers::start_etcd().await;
+    let t4 = servers::start_t4(env!("CARGO_BIN_EXE_t4-e2e-server")).await;
+    let (expected, actual) = tokio::join!(
+        gateway::transcript(&etcd.endpoint),
+        gateway::transcript(&t4.endpoint)
+    );
+    if let Some(dir) = std::env::var_os("T4_DIFFERENTIAL_DUMP") {
+        dump(std::path::Path::new(&dir), "etcd-gateway", &expected);
+        dump(std::path::Path::new(&dir), "t4-gateway", &actual);
+    }
+    assert!(expected.len() > 40, "only {} steps", expected.len());
+    if let Some(diff) = difference(&expected, &actual, "t4") {
+        panic!("{diff}\nthe end of the t4 log:\n{}", t4.log_tail());
     }
 }
 
