@@ -16,11 +16,13 @@
 //!   [`etcdserverpb::kv_client::KvClient`].
 //! * [`mvccpb`]: `KeyValue` and `Event`.
 //! * [`authpb`]: users, roles and permissions.
+//! * [`v3lockpb`] and [`v3electionpb`]: etcd's Lock and Election services.
 //! * [`health::v1`]: the standard gRPC health service (`grpc.health.v1`).
 //!
-//! The messages of these three packages also implement serde's `Serialize` and
-//! `Deserialize` in the JSON form of etcd's gRPC gateway (proto field names, 64-bit
-//! integers as strings, bytes in base64, default values left out).
+//! The messages of these packages (not the health service's) also implement
+//! serde's `Serialize` and `Deserialize` in the JSON form of etcd's gRPC
+//! gateway (proto field names, 64-bit integers as strings, bytes in base64,
+//! default values left out).
 //!
 //! [`FILE_DESCRIPTOR_SET`] is the encoded descriptor set of all of these
 //! files, for serving gRPC reflection.
@@ -44,6 +46,20 @@ pub mod mvccpb {
 pub mod authpb {
     include!(concat!(env!("OUT_DIR"), "/authpb.rs"));
     include!(concat!(env!("OUT_DIR"), "/authpb.serde.rs"));
+}
+
+/// Package `v3lockpb`: etcd's Lock service (a mutex per name, held by a lease).
+#[allow(missing_docs, clippy::all, clippy::pedantic, clippy::nursery)]
+pub mod v3lockpb {
+    include!(concat!(env!("OUT_DIR"), "/v3lockpb.rs"));
+    include!(concat!(env!("OUT_DIR"), "/v3lockpb.serde.rs"));
+}
+
+/// Package `v3electionpb`: etcd's Election service (leader election by name).
+#[allow(missing_docs, clippy::all, clippy::pedantic, clippy::nursery)]
+pub mod v3electionpb {
+    include!(concat!(env!("OUT_DIR"), "/v3electionpb.rs"));
+    include!(concat!(env!("OUT_DIR"), "/v3electionpb.serde.rs"));
 }
 
 /// The gRPC health checking protocol.

@@ -418,6 +418,61 @@ fn message_table() -> Vec<(&'static str, Vec<FieldRow>)> {
                 ".grpc.health.v1.HealthCheckResponse.ServingStatus",
             )],
         ),
+        (
+            ".v3lockpb.LockRequest",
+            vec![("name", 1, "bytes"), ("lease", 2, "int64")],
+        ),
+        (
+            ".v3lockpb.LockResponse",
+            vec![("header", 1, HEADER), ("key", 2, "bytes")],
+        ),
+        (".v3lockpb.UnlockRequest", vec![("key", 1, "bytes")]),
+        (".v3lockpb.UnlockResponse", vec![("header", 1, HEADER)]),
+        (
+            ".v3electionpb.CampaignRequest",
+            vec![
+                ("name", 1, "bytes"),
+                ("lease", 2, "int64"),
+                ("value", 3, "bytes"),
+            ],
+        ),
+        (
+            ".v3electionpb.CampaignResponse",
+            vec![
+                ("header", 1, HEADER),
+                ("leader", 2, ".v3electionpb.LeaderKey"),
+            ],
+        ),
+        (
+            ".v3electionpb.LeaderKey",
+            vec![
+                ("name", 1, "bytes"),
+                ("key", 2, "bytes"),
+                ("rev", 3, "int64"),
+                ("lease", 4, "int64"),
+            ],
+        ),
+        (".v3electionpb.LeaderRequest", vec![("name", 1, "bytes")]),
+        (
+            ".v3electionpb.LeaderResponse",
+            vec![("header", 1, HEADER), ("kv", 2, ".mvccpb.KeyValue")],
+        ),
+        (
+            ".v3electionpb.ResignRequest",
+            vec![("leader", 1, ".v3electionpb.LeaderKey")],
+        ),
+        (".v3electionpb.ResignResponse", vec![("header", 1, HEADER)]),
+        (
+            ".v3electionpb.ProclaimRequest",
+            vec![
+                ("leader", 1, ".v3electionpb.LeaderKey"),
+                ("value", 2, "bytes"),
+            ],
+        ),
+        (
+            ".v3electionpb.ProclaimResponse",
+            vec![("header", 1, HEADER)],
+        ),
     ]
 }
 
@@ -857,6 +912,35 @@ fn service_table() -> Vec<(&'static str, Vec<MethodRow>)> {
             ],
         ),
         (
+            "v3lockpb.Lock",
+            vec![
+                ("Lock", "LockRequest", "LockResponse", false, false),
+                ("Unlock", "UnlockRequest", "UnlockResponse", false, false),
+            ],
+        ),
+        (
+            "v3electionpb.Election",
+            vec![
+                (
+                    "Campaign",
+                    "CampaignRequest",
+                    "CampaignResponse",
+                    false,
+                    false,
+                ),
+                (
+                    "Proclaim",
+                    "ProclaimRequest",
+                    "ProclaimResponse",
+                    false,
+                    false,
+                ),
+                ("Leader", "LeaderRequest", "LeaderResponse", false, false),
+                ("Observe", "LeaderRequest", "LeaderResponse", false, true),
+                ("Resign", "ResignRequest", "ResignResponse", false, false),
+            ],
+        ),
+        (
             "grpc.health.v1.Health",
             vec![
                 (
@@ -954,6 +1038,17 @@ fn files_are_plain_proto3_with_only_local_imports() {
             ("etcdserverpb", vec!["mvccpb/kv.proto", "authpb/auth.proto"]),
         ),
         ("grpc/health/v1/health.proto", ("grpc.health.v1", vec![])),
+        (
+            "v3lockpb/v3lock.proto",
+            ("v3lockpb", vec!["etcdserverpb/rpc.proto"]),
+        ),
+        (
+            "v3electionpb/v3election.proto",
+            (
+                "v3electionpb",
+                vec!["etcdserverpb/rpc.proto", "mvccpb/kv.proto"],
+            ),
+        ),
     ]
     .into_iter()
     .collect();

@@ -1,7 +1,8 @@
 //! # t4-server: the `t4` binary
 //!
-//! Serves the etcd v3 gRPC API (KV, Watch, Lease, Cluster, Maintenance, Auth, health) over the
-//! embedded store of `t4-tokio`, and provides the `t4` command line (`t4 run`, `t4 bench`, ...).
+//! Serves the etcd v3 gRPC API (KV, Watch, Lease, Cluster, Maintenance, Auth, Lock, Election,
+//! health) and etcd's JSON gateway over the embedded store of `t4-tokio`, and provides the `t4`
+//! command line (`t4 run`, `t4 bench`, ...).
 //! Every `t4 run` flag can also be given as a `T4_*` environment variable.
 //!
 //! * [`cli`] — the command line; [`run`] — `t4 run`: configuration, start, signals, shutdown.

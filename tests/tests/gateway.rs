@@ -207,7 +207,7 @@ async fn the_answers_carry_etcds_cors_headers_and_paths_like_etcds() {
     let get = http.get(url("/v3/kv/range")).send().await.unwrap();
     assert_eq!(get.status(), 405);
     let unknown = http
-        .post(url("/v3/lock/lock"))
+        .post(url("/v3/kv/rename"))
         .body("{}")
         .send()
         .await

@@ -18,8 +18,7 @@
 //! * `/v3beta/…` is `/v3/…`, as in etcd 3.5. Answers carry the CORS headers of etcd's
 //!   default `--cors=*`, and `OPTIONS` (a browser's preflight) answers 200.
 //!
-//! Not served: the websocket form of the streams, and the Lock and Election services, which
-//! t4 does not serve over gRPC either.
+//! Not served: the websocket form of the streams.
 
 pub mod json;
 
@@ -33,14 +32,18 @@ use t4_proto::etcdserverpb::cluster_server::Cluster;
 use t4_proto::etcdserverpb::kv_server::Kv;
 use t4_proto::etcdserverpb::lease_server::Lease;
 use t4_proto::etcdserverpb::maintenance_server::Maintenance;
+use t4_proto::v3electionpb::election_server::Election;
+use t4_proto::v3lockpb::lock_server::Lock;
 use tonic::Status;
 
 use crate::metrics::grpc::{Call, GrpcMetrics};
 use crate::services::Shared;
 use crate::services::auth::AuthService;
 use crate::services::cluster::ClusterService;
+use crate::services::election::ElectionService;
 use crate::services::kv::KvService;
 use crate::services::lease::LeaseService;
+use crate::services::lock::LockService;
 use crate::services::maintenance::MaintenanceService;
 use crate::services::watch::{GRPC_OVERHEAD_BYTES, WatchService};
 use json::{Body, MessageReader, Reply};
@@ -120,6 +123,13 @@ rpcs! {
     "/v3/auth/role/delete" => RoleDelete = "/etcdserverpb.Auth/RoleDelete",
     "/v3/auth/role/grant" => RoleGrantPermission = "/etcdserverpb.Auth/RoleGrantPermission",
     "/v3/auth/role/revoke" => RoleRevokePermission = "/etcdserverpb.Auth/RoleRevokePermission",
+    "/v3/lock/lock" => Lock = "/v3lockpb.Lock/Lock",
+    "/v3/lock/unlock" => Unlock = "/v3lockpb.Lock/Unlock",
+    "/v3/election/campaign" => Campaign = "/v3electionpb.Election/Campaign",
+    "/v3/election/proclaim" => Proclaim = "/v3electionpb.Election/Proclaim",
+    "/v3/election/leader" => Leader = "/v3electionpb.Election/Leader",
+    "/v3/election/observe" => Observe = "/v3electionpb.Election/Observe",
+    "/v3/election/resign" => Resign = "/v3electionpb.Election/Resign",
 }
 
 /// Whether `request` is for the gateway: a path under `/v3/` (or `/v3beta/`) that is not a
@@ -143,6 +153,8 @@ pub struct Gateway {
     cluster: ClusterService,
     maintenance: MaintenanceService,
     auth: AuthService,
+    lock: LockService,
+    election: ElectionService,
     /// Where calls are recorded, as gRPC calls (when `t4 run` serves metrics).
     metrics: Option<Arc<GrpcMetrics>>,
     /// The largest request body (and streamed request message) read: JSON and base64 take
@@ -203,7 +215,9 @@ impl Gateway {
             lease: LeaseService::new(ctx.clone()),
             cluster: ClusterService::new(ctx.clone()),
             maintenance: MaintenanceService::new(ctx.clone()),
-            auth: AuthService::new(ctx),
+            auth: AuthService::new(ctx.clone()),
+            lock: LockService::new(ctx.clone()),
+            election: ElectionService::new(ctx),
             metrics,
             body_limit,
         }
@@ -245,6 +259,18 @@ impl Gateway {
                 unary(body, limit, |request| self.$service.$method(request)).await
             };
         }
+        // A call with one request and a stream of responses.
+        macro_rules! server_stream {
+            ($service:ident . $method:ident) => {
+                match read_request(body, limit).await {
+                    Ok(request) => match self.$service.$method(request).await {
+                        Ok(responses) => json::lines(responses.into_inner(), call.take()),
+                        Err(status) => json::error(&status),
+                    },
+                    Err(status) => json::error(&status),
+                }
+            };
+        }
         match rpc {
             Rpc::Range => unary!(kv.range),
             Rpc::Put => unary!(kv.put),
@@ -267,13 +293,7 @@ impl Gateway {
             Rpc::Defragment => unary!(maintenance.defragment),
             Rpc::Hash => unary!(maintenance.hash),
             Rpc::HashKv => unary!(maintenance.hash_kv),
-            Rpc::Snapshot => match read_request(body, limit).await {
-                Ok(request) => match self.maintenance.snapshot(request).await {
-                    Ok(responses) => json::lines(responses.into_inner(), call.take()),
-                    Err(status) => json::error(&status),
-                },
-                Err(status) => json::error(&status),
-            },
+            Rpc::Snapshot => server_stream!(maintenance.snapshot),
             Rpc::MoveLeader => unary!(maintenance.move_leader),
             Rpc::Downgrade => unary!(maintenance.downgrade),
             Rpc::AuthEnable => unary!(auth.auth_enable),
@@ -293,6 +313,13 @@ impl Gateway {
             Rpc::RoleDelete => unary!(auth.role_delete),
             Rpc::RoleGrantPermission => unary!(auth.role_grant_permission),
             Rpc::RoleRevokePermission => unary!(auth.role_revoke_permission),
+            Rpc::Lock => unary!(lock.lock),
+            Rpc::Unlock => unary!(lock.unlock),
+            Rpc::Campaign => unary!(election.campaign),
+            Rpc::Proclaim => unary!(election.proclaim),
+            Rpc::Leader => unary!(election.leader),
+            Rpc::Observe => server_stream!(election.observe),
+            Rpc::Resign => unary!(election.resign),
         }
     }
 
@@ -326,14 +353,15 @@ mod tests {
         assert_eq!(Rpc::at("/v3/lease/revoke"), Some(Rpc::LeaseRevoke));
         assert_eq!(Rpc::at("/v3/maintenance/hash"), Some(Rpc::Hash));
         assert_eq!(Rpc::at("/v3/kv/range/"), None);
-        assert_eq!(Rpc::at("/v3/lock/lock"), None);
+        assert_eq!(Rpc::at("/v3/lock/lock"), Some(Rpc::Lock));
+        assert_eq!(Rpc::at("/v3/lock"), None);
     }
 
     #[test]
     fn every_method_is_recorded_under_a_grpc_method_of_the_protocol() {
         for rpc in Rpc::ALL {
             let method = crate::metrics::grpc::method_of(rpc.grpc_path());
-            assert!(method.service.starts_with("etcdserverpb."), "{rpc:?}");
+            assert_ne!(method.service, "unknown", "{rpc:?}");
             assert_eq!(
                 rpc.grpc_path(),
                 format!("/{}/{}", method.service, method.method),

@@ -24,6 +24,8 @@ use t4_proto::etcdserverpb::{
     lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use t4_proto::health::v1::health_server::HealthServer;
+use t4_proto::v3electionpb::election_server::ElectionServer;
+use t4_proto::v3lockpb::lock_server::LockServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -35,9 +37,11 @@ use crate::services::{
     Alarms, Context, Member, Settings,
     auth::AuthService,
     cluster::ClusterService,
+    election::ElectionService,
     health::HealthService,
     kv::KvService,
     lease::LeaseService,
+    lock::LockService,
     maintenance::{ETCD_VERSION, MaintenanceService},
     watch::GRPC_OVERHEAD_BYTES,
     watch::WatchService,
@@ -204,6 +208,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ctx.clone()
         ))))
         .add_service(limits!(AuthServer::new(AuthService::new(ctx.clone()))))
+        .add_service(limits!(LockServer::new(LockService::new(ctx.clone()))))
+        .add_service(limits!(ElectionServer::new(ElectionService::new(
+            ctx.clone()
+        ))))
         .add_service(HealthServer::new(HealthService::new(ctx.clone())))
         .add_service(reflection);
     // Like etcd, the client port also serves the JSON gateway under `/v3/`, answers plain

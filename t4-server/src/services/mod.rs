@@ -1,15 +1,19 @@
 //! The etcd v3 services, one module each, sharing one [`Context`].
 //!
 //! Every service is a thin mapping onto [`t4::Node`]: it converts the message, calls the node,
-//! and answers with a header carrying the revision the node reported for that data. Streams
-//! (Watch, LeaseKeepAlive, Snapshot, health Watch) end when the server shuts down, so a
-//! graceful stop never waits on a client that keeps a stream open.
+//! and answers with a header carrying the revision the node reported for that data (Lock and
+//! Election run etcd's recipes of [`concurrency`] over it). Streams (Watch, LeaseKeepAlive,
+//! Snapshot, Observe, health Watch) and waiting locks end when the server shuts down, so a
+//! graceful stop never waits on a client that keeps a call open.
 
 pub mod auth;
 pub mod cluster;
+pub mod concurrency;
+pub mod election;
 pub mod health;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod watch;
 

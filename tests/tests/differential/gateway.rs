@@ -319,6 +319,30 @@ pub async fn transcript(endpoint: &str) -> Vec<Entry> {
     )
     .await;
 
+    // Lock and Election, held by a lease of a chosen id so that the keys match.
+    gw.call("/v3/lease/grant", json!({"TTL": 60, "ID": 0x4343}))
+        .await;
+    gw.call("/v3/lock/lock", json!({"name": b64("gw"), "lease": 0x4343}))
+        .await;
+    gw.call("/v3/lock/unlock", json!({"key": b64("gw/4343")}))
+        .await;
+    gw.call(
+        "/v3/election/campaign",
+        json!({"name": b64("el"), "lease": 0x4343, "value": b64("me")}),
+    )
+    .await;
+    gw.stream(
+        "/v3/election/observe",
+        &json!({"name": b64("el")}).to_string(),
+        1,
+    )
+    .await;
+    gw.call("/v3/election/leader", json!({"name": b64("el")}))
+        .await;
+    gw.call("/v3/election/leader", json!({"name": b64("nobody")}))
+        .await;
+    gw.call("/v3/election/resign", json!({})).await;
+
     // etcd's errors, as JSON with the mapped HTTP status.
     gw.call("/v3/kv/range", json!({})).await;
     gw.call("/v3/kv/put", json!({"value": b64("x")})).await;

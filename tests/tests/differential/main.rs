@@ -22,6 +22,7 @@
 #![allow(clippy::disallowed_methods)] // a test of real servers reads real clocks
 
 mod gateway;
+mod recipes;
 mod render;
 mod scenario;
 mod servers;
@@ -133,6 +134,24 @@ async fn the_json_gateway_answers_like_etcd_3_4() {
         dump(std::path::Path::new(&dir), "t4-gateway", &actual);
     }
     assert!(expected.len() > 40, "only {} steps", expected.len());
+    if let Some(diff) = difference(&expected, &actual, "t4") {
+        panic!("{diff}\nthe end of the t4 log:\n{}", t4.log_tail());
+    }
+}
+
+/// The Lock and Election services answer like etcd 3.4's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_and_elections_answer_like_etcd_3_4() {
+    let etcd = servers::start_etcd().await;
+    let t4 = servers::start_t4(env!("CARGO_BIN_EXE_t4-e2e-server")).await;
+    let (expected, actual) = tokio::join!(
+        async { recipes::transcript(etcd.channel().await).await },
+        async { recipes::transcript(t4.channel().await).await }
+    );
+    if let Some(dir) = std::env::var_os("T4_DIFFERENTIAL_DUMP") {
+        dump(std::path::Path::new(&dir), "etcd-recipes", &expected);
+        dump(std::path::Path::new(&dir), "t4-recipes", &actual);
+    }
     if let Some(diff) = difference(&expected, &actual, "t4") {
         panic!("{diff}\nthe end of the t4 log:\n{}", t4.log_tail());
     }
