@@ -195,7 +195,7 @@ pub fn lines<T: Serialize + Send + 'static>(responses: Responses<T>, call: Optio
 const DRAINED_LIMITS: usize = 8;
 
 /// Reads a whole body of at most `limit` bytes. A larger body is refused with
-/// ResourceExhausted once it was read to its end (or as far as [`DRAINED_LIMITS`] allows).
+/// ResourceExhausted once it was read to its end (or as far as `DRAINED_LIMITS` allows).
 pub async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, Status> {
     let mut kept = Vec::new();
     let mut seen = 0usize;
