@@ -9,6 +9,7 @@ use bytes::Bytes;
 use rand_core::{RngCore, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
+use crate::auth::AuthState;
 use crate::checkpoint;
 use crate::error::Error;
 use crate::kv::{Event, KeyRange, LeaseId, Revision};
@@ -17,7 +18,7 @@ use crate::mvcc::{Overlay, ReadView, Store, StoreError};
 use crate::object::{ObjectError, ObjectRequest, ObjectResponse};
 use crate::remote::{CheckpointInfo, Remote, RemoteConfig};
 use crate::request::{
-    CompactRequest, CompactResponse, LeaseGrantResponse, LeaseKeepAliveResponse,
+    AuthResponse, CompactRequest, CompactResponse, LeaseGrantResponse, LeaseKeepAliveResponse,
     LeaseLeasesResponse, LeaseRevokeResponse, Request, Response,
 };
 use crate::time::Instant;
@@ -296,6 +297,8 @@ pub struct Core<S: Store> {
     pub(crate) failed: Option<String>,
     pub(crate) overlay: Overlay,
     pub(crate) leases: LeaseTable,
+    /// The auth state as decided (it may be ahead of the store's).
+    pub(crate) auth: Arc<AuthState>,
     pub(crate) rng: Pcg64Mcg,
     pub(crate) next_index: u64,
     pub(crate) applied_index: u64,
@@ -342,9 +345,11 @@ impl<S: Store> Core<S> {
         for (id, key) in store.lease_keys()? {
             leases.attach(id, &key);
         }
+        let auth = store.auth()?;
         let applied_index = view.applied_index();
         let compact_revision = view.compact_revision();
         let mut core = Core {
+            auth,
             rng: Pcg64Mcg::seed_from_u64(config.seed),
             overlay: Overlay::new(view.revision(), compact_revision),
             next_index: recovery.last_index.max(applied_index) + 1,
@@ -534,6 +539,12 @@ impl<S: Store> Core<S> {
         &self.leases
     }
 
+    /// The auth state as decided: every change the core answered, or will answer once it is
+    /// durable, is in it.
+    pub fn auth(&self) -> &Arc<AuthState> {
+        &self.auth
+    }
+
     pub(crate) fn io_id(&mut self) -> IoId {
         self.next_io += 1;
         IoId(self.next_io)
@@ -704,6 +715,17 @@ impl<S: Store> Core<S> {
                 revision,
                 leases: self.leases.ids(),
             })),
+            Request::Auth(change) => {
+                let mut next = (*self.auth).clone();
+                if next.change(&change)? {
+                    self.auth = Arc::new(next);
+                    self.open.ops.push(LogOp::Auth(self.auth.clone()));
+                }
+                Ok(Response::Auth(AuthResponse {
+                    revision,
+                    state: self.auth.clone(),
+                }))
+            }
         }
     }
 

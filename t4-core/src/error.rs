@@ -12,12 +12,16 @@ use crate::kv::MAX_KEY_LEN;
 pub enum GrpcCode {
     /// The operation was cancelled.
     Cancelled = 1,
+    /// An error without a better code (etcd's errors that bypass its code mapping).
+    Unknown = 2,
     /// The client sent something invalid.
     InvalidArgument = 3,
     /// The deadline expired.
     DeadlineExceeded = 4,
     /// The named entity does not exist.
     NotFound = 5,
+    /// The caller may not do this.
+    PermissionDenied = 7,
     /// A quota or limit is exhausted.
     ResourceExhausted = 8,
     /// The system is not in a state where the operation can run.
@@ -32,6 +36,8 @@ pub enum GrpcCode {
     Unavailable = 14,
     /// Unrecoverable data loss or corruption.
     DataLoss = 15,
+    /// The request carries no valid credentials.
+    Unauthenticated = 16,
 }
 
 /// Why a request failed. A failed request changed nothing — except possibly one answered
@@ -114,6 +120,53 @@ pub enum Error {
     /// An auth request while authentication is disabled.
     #[error("etcdserver: authentication is not enabled")]
     AuthNotEnabled,
+    /// `AuthEnable` without a `root` user.
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    /// `AuthEnable` while the `root` user lacks the `root` role.
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    /// `UserAdd` of a user that exists.
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExist,
+    /// An empty user name, or a request without a token while authentication is enabled.
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    /// An unknown user.
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    /// `RoleAdd` of a role that exists.
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExist,
+    /// An unknown role.
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    /// An empty role name.
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    /// A wrong user name or password.
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    /// The user may not do this.
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    /// `UserRevokeRole` of a role the user does not have.
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    /// `RoleRevokePermission` of a permission the role does not have.
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    /// `Authenticate` with a password for a user added without one (etcd 3.4 answers this
+    /// with its internal error, code Unknown).
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser,
+    /// An unknown or expired token.
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    /// A change that would lock everyone out (deleting `root`, or its `root` role, while
+    /// authentication is enabled).
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
     /// A leader transfer to a member that is not in the cluster.
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
@@ -153,6 +206,14 @@ impl Error {
             Store(_) => GrpcCode::Internal,
             NoSpace => GrpcCode::ResourceExhausted,
             AuthNotEnabled | BadLeaderTransferee => GrpcCode::FailedPrecondition,
+            RootUserNotExist | RootRoleNotExist | UserAlreadyExist | UserNotFound
+            | RoleAlreadyExist | RoleNotFound | RoleNotGranted | PermissionNotGranted => {
+                GrpcCode::FailedPrecondition
+            }
+            UserEmpty | RoleEmpty | AuthFailed | InvalidAuthMgmt => GrpcCode::InvalidArgument,
+            PermissionDenied => GrpcCode::PermissionDenied,
+            InvalidAuthToken => GrpcCode::Unauthenticated,
+            NoPasswordUser => GrpcCode::Unknown,
             WatchIdInUse | EmptyWatcherRange => GrpcCode::InvalidArgument,
             Unsupported(_) => GrpcCode::Unimplemented,
         }

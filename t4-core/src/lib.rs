@@ -79,9 +79,11 @@
 //! * [`snapshot`] — the portable snapshot format (a WAL segment) and its check.
 //! * [`remote`] — S3 durability decisions (fencing, upload, merge, checkpoints, GC, recovery);
 //!   [`object`] — the object-store requests; [`checkpoint`] — the checkpoint format and build.
+//! * [`auth`] — users, roles, permissions and etcd's checks over them.
 //! * [`txn`] — put/delete/txn semantics; [`lease`] — leases; [`watch`] — watch filters;
 //!   [`time`] — the core's clock type.
 
+pub mod auth;
 pub mod checkpoint;
 pub mod core;
 pub mod error;

@@ -3,8 +3,11 @@
 //! Keys and ranges use etcd's `(key, range_end)` convention so that the gRPC server maps
 //! messages one to one; the embedded API builds these for its users.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
+use crate::auth::{AuthChange, AuthState};
 use crate::kv::{KeyValue, LeaseId, Revision};
 
 /// Put a key.
@@ -332,6 +335,8 @@ pub enum Request {
     },
     /// List leases.
     LeaseLeases,
+    /// Change the auth state (users, roles, permissions, the enabled flag).
+    Auth(AuthChange),
 }
 
 /// The successful result of a [`Request`], variant for variant.
@@ -355,6 +360,17 @@ pub enum Response {
     LeaseTimeToLive(LeaseTimeToLiveResponse),
     /// Lease listing.
     LeaseLeases(LeaseLeasesResponse),
+    /// Auth change result.
+    Auth(AuthResponse),
+}
+
+/// The result of an auth change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthResponse {
+    /// The store revision when it was decided (for the response header).
+    pub revision: Revision,
+    /// The auth state after the change (the same state if the change was in effect already).
+    pub state: Arc<AuthState>,
 }
 
 impl Request {

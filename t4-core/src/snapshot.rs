@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! snapshot := segment header (first index 1)
+//!             entry?      the auth state (users, roles, the enabled flag), if not the default
 //!             entry*      LeaseGrant ops for every lease, then Revision ops in ascending
 //!                         revision, each holding the live keys last written at that revision
 //!                         (Put changes with their create revision, version and lease)
@@ -32,9 +33,12 @@
 //! and returns the snapshot inside. A bare snapshot needs no digest to be trusted: every frame
 //! carries a CRC-32C and the seal proves it is complete.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use crate::auth::AuthState;
 use crate::kv::{KeyValue, LeaseId, Revision};
 use crate::wal::segment::{SegmentScan, scan_segment};
 use crate::wal::{Change, LogEntry, LogOp, WalError, encode_entry_frame, encode_segment_header};
@@ -93,6 +97,7 @@ pub struct SnapshotEncoder {
     next_index: u64,
     header_sent: bool,
     sealed: bool,
+    auth: Option<Arc<AuthState>>,
 }
 
 impl SnapshotEncoder {
@@ -111,7 +116,15 @@ impl SnapshotEncoder {
             next_index: 1,
             header_sent: false,
             sealed: false,
+            auth: None,
         }
+    }
+
+    /// Includes the auth state (users, roles, the enabled flag), as one entry before the
+    /// leases; a default state is left out.
+    pub fn with_auth(mut self, auth: Arc<AuthState>) -> SnapshotEncoder {
+        self.auth = (*auth != AuthState::default()).then_some(auth);
+        self
     }
 
     /// The revision the snapshot is taken at.
@@ -137,6 +150,9 @@ impl Iterator for SnapshotEncoder {
         if !self.header_sent {
             self.header_sent = true;
             return Some(encode_segment_header(1).to_vec());
+        }
+        if let Some(auth) = self.auth.take() {
+            return Some(self.entry(vec![LogOp::Auth(auth)]));
         }
         if !self.leases.is_empty() {
             let ops = std::mem::take(&mut self.leases)
@@ -271,6 +287,7 @@ fn info(scan: &SegmentScan) -> Result<SnapshotInfo, SnapshotError> {
                     info.keys += changes.len();
                 }
                 LogOp::LeaseGrant { .. } => info.leases += 1,
+                LogOp::Auth(_) => {}
                 _ => return Err(SnapshotError::Incomplete("an entry holds an unexpected op")),
             }
         }
@@ -327,6 +344,27 @@ mod tests {
             store.lease_keys().expect("lease keys"),
             vec![(42, Bytes::from_static(b"a"))]
         );
+    }
+
+    #[test]
+    fn a_snapshot_carries_the_auth_state() {
+        let mut auth = AuthState::default();
+        let add = crate::auth::AuthChange::UserAdd {
+            name: "root".into(),
+            password: "hash".into(),
+            no_password: false,
+        };
+        auth.change(&add).expect("user add");
+        let auth = Arc::new(auth);
+        let enc = SnapshotEncoder::new(3, vec![], vec![kv("a", 2, 2, 1, 0)]);
+        let bytes = encode(enc.with_auth(auth.clone()));
+        assert_eq!(verify(&bytes).expect("valid snapshot").keys, 1);
+        let recovery = recover(&[(1, bytes)], 0).expect("recovers");
+        let store = MemStore::new();
+        for e in &recovery.entries {
+            store.apply(e).expect("apply");
+        }
+        assert_eq!(store.auth().expect("auth"), auth);
     }
 
     #[test]

@@ -65,6 +65,7 @@ fn revision_of(result: &Result<Response, Error>) -> i64 {
         Ok(Response::LeaseKeepAlive(r)) => r.revision,
         Ok(Response::LeaseTimeToLive(r)) => r.revision,
         Ok(Response::LeaseLeases(r)) => r.revision,
+        Ok(Response::Auth(r)) => r.revision,
         Err(e) => panic!("expected a response, got {e}"),
     }
 }
@@ -880,4 +881,41 @@ fn the_log_holds_resolved_writes_not_requests() {
         &entries[1].ops[..],
         [LogOp::Revision { revision: 3, changes }] if changes.len() == 1
     ));
+}
+
+#[test]
+fn an_auth_change_is_answered_once_durable_and_recovered_from_the_wal() {
+    use t4_core::auth::AuthChange;
+    let role = |name: &str| Request::Auth(AuthChange::RoleAdd { name: name.into() });
+    let mut d = Driver::new(Config::default());
+    let add = d.submit(role("reader"));
+    assert!(d.take_reply(add).is_none(), "answered before its append");
+    d.settle();
+    match d.take_reply(add) {
+        Some(Ok(Response::Auth(r))) => {
+            assert!(r.state.roles.contains_key("reader"));
+            assert_eq!(r.state.revision, 1);
+            assert_eq!(r.revision, 1, "an auth change takes no revision");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(
+        d.call(role("reader")),
+        Err(Error::RoleAlreadyExist)
+    ));
+    let logged = wal_entries(&d).len();
+    // Disabling what is disabled succeeds and logs nothing.
+    assert!(d.call(Request::Auth(AuthChange::Disable)).is_ok());
+    assert_eq!(wal_entries(&d).len(), logged);
+    assert!(
+        wal_entries(&d)
+            .iter()
+            .any(|e| e.ops.iter().any(|op| matches!(op, LogOp::Auth(_))))
+    );
+
+    // A crash that loses every store apply: the WAL brings the change back.
+    d.restart(Some(0));
+    assert!(d.core.auth().roles.contains_key("reader"));
+    assert_eq!(d.core.auth().revision, 1);
+    assert!(d.store.auth().expect("auth").roles.contains_key("reader"));
 }

@@ -376,6 +376,7 @@ fn show_request(f: &mut fmt::Formatter<'_>, r: &Request) -> fmt::Result {
         Request::LeaseKeepAlive { id } => write!(f, "lease-keepalive {id:x}"),
         Request::LeaseTimeToLive { id, .. } => write!(f, "lease-ttl {id:x}"),
         Request::LeaseLeases => f.write_str("lease-leases"),
+        Request::Auth(change) => write!(f, "auth {change:?}"),
     }
 }
 
@@ -441,6 +442,7 @@ pub fn show_response(r: &Response) -> String {
             format!("rev={} ttl={} granted={}", t.revision, t.ttl, t.granted_ttl)
         }
         Response::LeaseLeases(l) => format!("rev={} leases={:x?}", l.revision, l.leases),
+        Response::Auth(a) => format!("rev={} auth_revision={}", a.revision, a.state.revision),
     }
 }
 

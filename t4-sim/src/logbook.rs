@@ -499,6 +499,7 @@ pub fn describe_entry(e: &LogEntry) -> String {
             LogOp::LeaseGrant { id, ttl } => format!("grant {id:x} ttl {ttl}"),
             LogOp::LeaseRevoke { id } => format!("revoke {id:x}"),
             LogOp::Compact { revision } => format!("compact {revision}"),
+            LogOp::Auth(state) => format!("auth revision {}", state.revision),
         })
         .collect();
     format!("entry {} [{}]", e.index, ops.join(" | "))
@@ -551,6 +552,10 @@ impl Store for TapStore {
 
     fn lease_keys(&self) -> Result<Vec<(LeaseId, Bytes)>, StoreError> {
         self.inner.lease_keys()
+    }
+
+    fn auth(&self) -> Result<std::sync::Arc<t4_core::auth::AuthState>, StoreError> {
+        self.inner.auth()
     }
 
     fn persist(&self) -> Result<(), StoreError> {

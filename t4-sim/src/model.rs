@@ -198,6 +198,8 @@ pub fn execute(s: &impl KvState, req: &Request, min_ttl: i64) -> Exec {
             })),
             ops: Vec::new(),
         },
+        // The simulated workload never changes the auth state (t4-core's auth tests cover it).
+        Request::Auth(_) => Exec::fail(Error::Unsupported("the simulator's model has no auth")),
     }
 }
 

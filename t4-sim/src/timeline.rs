@@ -134,6 +134,7 @@ impl Timeline {
                     }
                 }
                 LogOp::Compact { revision } => self.compacts.push((step, *revision)),
+                LogOp::Auth(_) => {}
             }
         }
         self.revs.push(rev);
@@ -194,6 +195,7 @@ impl Timeline {
                     }
                     compact = *revision;
                 }
+                LogOp::Auth(_) => {}
             }
         }
         Ok(())

@@ -492,6 +492,7 @@ impl Client {
             }
             Response::LeaseTimeToLive(t) => t.revision,
             Response::LeaseLeases(l) => l.revision,
+            Response::Auth(a) => a.revision,
         };
         self.last_rev = self.last_rev.max(rev);
     }

@@ -124,6 +124,10 @@ pub(crate) struct Shared {
     /// Entries acknowledged but not yet in the bucket (the loss window of async upload); the
     /// core's task owns the sender.
     pub(crate) unuploaded: watch::Receiver<u64>,
+    /// The auth state as answered ([`crate::Node::auth`]).
+    pub(crate) auth: Mutex<Arc<t4_core::auth::AuthState>>,
+    /// Whether the published auth state is enabled (read without the lock).
+    pub(crate) auth_enabled: std::sync::atomic::AtomicBool,
 }
 
 /// The core's task's ends of the channels in [`Shared`].

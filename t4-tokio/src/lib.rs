@@ -39,6 +39,7 @@
 //! Everything decided lives in `t4-core` so the deterministic simulator (`t4-sim`) exercises
 //! the same code. This crate only performs IO.
 
+pub mod auth;
 mod config;
 mod driver;
 mod error;

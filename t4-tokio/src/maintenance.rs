@@ -95,7 +95,7 @@ impl Node {
     }
 
     /// A consistent snapshot of the store at the current revision: every live key with its
-    /// metadata and every lease (see [`t4_core::snapshot`]). Iterate the encoder for the
+    /// metadata, every lease and the auth state (see [`t4_core::snapshot`]). Iterate the encoder for the
     /// bytes; [`restore_snapshot`] turns them into a data directory.
     pub async fn snapshot(&self) -> Result<SnapshotEncoder> {
         self.caught_up().await?;
@@ -104,13 +104,14 @@ impl Node {
             shared.store.read(|s| {
                 let view = s.view();
                 let leases = view.leases()?;
+                let auth = s.auth()?;
                 let revision = view.revision();
                 let mut kvs = Vec::new();
                 view.scan(&KeyRange::From(Bytes::new()), revision, &mut |kv| {
                     kvs.push(kv);
                     ControlFlow::Continue(())
                 })?;
-                Ok::<_, Error>(SnapshotEncoder::new(revision, leases, kvs))
+                Ok::<_, Error>(SnapshotEncoder::new(revision, leases, kvs).with_auth(auth))
             })?
         })
         .await

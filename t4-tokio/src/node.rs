@@ -137,6 +137,10 @@ impl Node {
                     reason: format!("open panicked: {e}"),
                 })??;
         node.wait_serving().await?;
+        // Serving, with nothing asked yet: the store holds the decided auth state, recovered
+        // from the WAL or the bucket.
+        let auth = node.shared.store.read(|s| s.auth())??;
+        node.publish_auth(auth);
         Ok(node)
     }
 
@@ -209,6 +213,8 @@ impl Node {
             failure: Mutex::new(None),
             serving: serving_rx,
             unuploaded: unuploaded_rx,
+            auth: Mutex::default(),
+            auth_enabled: Default::default(),
         });
         let outlets = Outlets {
             events: events_tx,
@@ -230,7 +236,7 @@ impl Node {
         Ok(Node { shared })
     }
 
-    async fn request(&self, request: Request) -> Result<Response> {
+    pub(crate) async fn request(&self, request: Request) -> Result<Response> {
         let (reply, answer) = oneshot::channel();
         self.shared
             .commands

@@ -1,5 +1,5 @@
 //! Recovery from the bucket: a node whose disk is gone comes back with every acknowledged
-//! write, from the log alone and from a checkpoint after GC. Against a real S3 server (moto).
+//! write, from the log alone and from a checkpoint after GC (users and roles included). Against a real S3 server (moto).
 
 #![allow(clippy::disallowed_methods)] // end-to-end tests run against real processes and real time
 
@@ -136,6 +136,17 @@ async fn recovery_from_a_checkpoint_after_gc_is_complete() {
     let settings = ["--checkpoint-entries", "25", "--checkpoint-retain", "1"];
     let server = start(&moto, &data_dir, &settings).await;
     let mut client = server.client().await;
+    // Users and roles go into the log the checkpoint covers, which GC then deletes: only the
+    // checkpoint can bring them back.
+    client.role_add("ops").await.expect("role add");
+    client
+        .user_add("alice", "pw", None)
+        .await
+        .expect("user add");
+    client
+        .user_grant_role("alice", "ops")
+        .await
+        .expect("grant role");
     for round in 0..3 {
         for i in 0..40 {
             client
@@ -202,4 +213,8 @@ async fn recovery_from_a_checkpoint_after_gc_is_complete() {
         .await
         .expect("lease ttl");
     assert!(ttl.ttl() > 0, "the lease survived");
+    let alice = client.user_get("alice").await.expect("the user survived");
+    assert_eq!(alice.roles(), ["ops".to_string()]);
+    let roles = client.role_list().await.expect("role list");
+    assert_eq!(roles.roles(), ["ops".to_string()]);
 }

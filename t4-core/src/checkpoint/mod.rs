@@ -8,9 +8,11 @@
 
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::auth::AuthState;
 use crate::kv::{KeyRange, LeaseId, Revision};
 use crate::mvcc::{ReadView, StoreError};
 
@@ -57,6 +59,8 @@ pub struct BuildSpec {
     pub index: u64,
     /// Every lease with its granted TTL at that index.
     pub leases: Vec<(LeaseId, i64)>,
+    /// The auth state at that index.
+    pub auth: Arc<AuthState>,
     /// The newest published checkpoint, to build a delta on; `None` forces a full base.
     pub previous: Option<Previous>,
     /// Base files are cut at about this many bytes.
@@ -77,6 +81,8 @@ pub struct Built {
     pub compact_revision: Revision,
     /// Every lease with its granted TTL.
     pub leases: Vec<(LeaseId, i64)>,
+    /// The auth state.
+    pub auth: Arc<AuthState>,
     /// All data files in load order (base files first, then deltas).
     pub files: Vec<FileRef>,
     /// The files this build created, with their bytes; some may already be in the bucket.
@@ -104,6 +110,7 @@ pub fn build<V: ReadView + ?Sized>(view: &V, spec: &BuildSpec) -> Result<Built, 
         revision,
         compact_revision: view.compact_revision(),
         leases: spec.leases.clone(),
+        auth: spec.auth.clone(),
         files: Vec::new(),
         new_files: Vec::new(),
     };
@@ -233,6 +240,7 @@ mod tests {
         BuildSpec {
             index: 1,
             leases: vec![(5, 60)],
+            auth: Arc::default(),
             previous,
             file_target_bytes: 64 << 10,
             rebase_percent: 50,
@@ -301,6 +309,7 @@ mod tests {
             compact_revision: built.compact_revision,
             kvs: loader.finish(),
             leases: Vec::new(),
+            auth: Arc::default(),
         };
         assert_eq!(image.kvs.len(), 1_000_000);
         MemStore::new().load_checkpoint(&image).expect("loads");

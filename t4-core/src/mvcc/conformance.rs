@@ -58,6 +58,7 @@ pub fn run_all<S: Store>(make: &mut dyn FnMut() -> S) {
     a_view_is_a_consistent_snapshot(make);
     events_come_in_revision_order(make);
     leases_are_granted_and_revoked_through_the_log(make);
+    the_auth_state_is_replaced_through_the_log(make);
     lease_keys_follow_puts_and_deletes(make);
     compact_op_sets_the_compact_revision(make);
     physical_compaction_keeps_every_read_at_or_above_it(make);
@@ -440,6 +441,7 @@ pub fn paged_ranges_count_the_rest_of_their_range<S: Store>(make: &mut dyn FnMut
             compact_revision: 0,
             kvs: image_kvs.clone(),
             leases: vec![],
+            auth: Default::default(),
         })
         .unwrap();
     let v = store.view();
@@ -670,6 +672,42 @@ pub fn leases_are_granted_and_revoked_through_the_log<S: Store>(make: &mut dyn F
     );
 }
 
+/// An auth state with one user, `name`.
+fn auth_state(name: &str) -> crate::auth::AuthState {
+    let mut state = crate::auth::AuthState::default();
+    let add = crate::auth::AuthChange::UserAdd {
+        name: name.into(),
+        password: "hash".into(),
+        no_password: false,
+    };
+    state.change(&add).unwrap();
+    state
+}
+
+/// The auth state starts as the default and each `Auth` op replaces it, using no revision.
+pub fn the_auth_state_is_replaced_through_the_log<S: Store>(make: &mut dyn FnMut() -> S) {
+    use std::sync::Arc;
+    let store = make();
+    assert_eq!(*store.auth().unwrap(), crate::auth::AuthState::default());
+    let mut m = Model::new();
+    let first = Arc::new(auth_state("alice"));
+    m.apply(&store, vec![LogOp::Auth(first.clone())]);
+    assert_eq!(store.auth().unwrap(), first);
+    let second = Arc::new(auth_state("bob"));
+    m.apply(
+        &store,
+        vec![LogOp::Auth(first), LogOp::Auth(second.clone())],
+    );
+    assert_eq!(
+        store.auth().unwrap(),
+        second,
+        "the last op of an entry wins"
+    );
+    assert_eq!(store.view().revision(), 1, "auth changes use no revision");
+    store.persist().unwrap();
+    assert_eq!(store.auth().unwrap(), second);
+}
+
 /// `lease_keys()` lists the live keys attached to leases, following puts with a lease,
 /// lease changes, detaching puts, deletes and revocations.
 pub fn lease_keys_follow_puts_and_deletes<S: Store>(make: &mut dyn FnMut() -> S) {
@@ -895,8 +933,14 @@ pub fn a_loaded_checkpoint_replaces_everything<S: Store>(make: &mut dyn FnMut() 
         compact_revision: 5,
         kvs: vec![kv("a", "x", 3, 20, 4, 0), kv("z", "y", 25, 30, 1, 7)],
         leases: vec![(7, 60)],
+        auth: std::sync::Arc::new(auth_state("from-the-image")),
     };
     store.load_checkpoint(&image).unwrap();
+    assert_eq!(
+        store.auth().unwrap(),
+        image.auth,
+        "the image's auth state replaces the store's"
+    );
     let v = store.view();
     assert_eq!(v.applied_index(), 40);
     assert_eq!(v.revision(), 30);
@@ -950,6 +994,7 @@ pub fn a_loaded_checkpoint_replaces_everything<S: Store>(make: &mut dyn FnMut() 
             compact_revision: 0,
             kvs: vec![],
             leases: vec![],
+            auth: Default::default(),
         })
         .unwrap();
     assert_eq!(events_all(&empty.view(), 1, 1), Ok(vec![]));

@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use super::store::{CheckpointImage, ReadView, Store, StoreError};
 use super::versions::{VersionMap, Versions, in_range, state_at};
+use crate::auth::AuthState;
 use crate::kv::{Event, EventKind, KeyRange, KeyValue, LeaseId, Revision};
 use crate::wal::{Change, LogEntry, LogOp};
 
@@ -31,6 +32,7 @@ struct State {
     /// Events per revision.
     log: BTreeMap<Revision, Vec<Event>>,
     leases: BTreeMap<LeaseId, i64>,
+    auth: Arc<AuthState>,
 }
 
 impl Default for State {
@@ -44,6 +46,7 @@ impl Default for State {
             keys: BTreeMap::new(),
             log: BTreeMap::new(),
             leases: BTreeMap::new(),
+            auth: Arc::default(),
         }
     }
 }
@@ -267,6 +270,7 @@ impl Store for MemStore {
                 LogOp::Compact { revision } => {
                     state.compact_revision = state.compact_revision.max(*revision);
                 }
+                LogOp::Auth(auth) => state.auth = auth.clone(),
             }
         }
         state.applied_index = entry.index;
@@ -282,6 +286,10 @@ impl Store for MemStore {
             .iter()
             .map(|(id, ttl)| (*id, *ttl))
             .collect())
+    }
+
+    fn auth(&self) -> Result<Arc<AuthState>, StoreError> {
+        Ok(self.read().state.auth.clone())
     }
 
     fn lease_keys(&self) -> Result<Vec<(LeaseId, Bytes)>, StoreError> {
@@ -337,6 +345,7 @@ impl Store for MemStore {
                 .collect(),
             log: BTreeMap::new(),
             leases: image.leases.iter().copied().collect(),
+            auth: image.auth.clone(),
         };
         let mut inner = self.write();
         inner.durable = state.clone();

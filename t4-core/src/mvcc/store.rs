@@ -8,9 +8,11 @@
 //! [`Store::persist`] (after which the core may delete the WAL that holds it).
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::auth::AuthState;
 use crate::kv::{Event, KeyRange, KeyValue, LeaseId, Revision};
 use crate::wal::LogEntry;
 
@@ -106,6 +108,8 @@ pub struct CheckpointImage {
     pub kvs: Vec<KeyValue>,
     /// Every lease with its granted TTL.
     pub leases: Vec<(LeaseId, i64)>,
+    /// The auth state.
+    pub auth: Arc<AuthState>,
 }
 
 impl CheckpointImage {
@@ -137,6 +141,8 @@ pub trait Store: Send + Sync + 'static {
     fn apply(&self, entry: &LogEntry) -> Result<(), StoreError>;
     /// Every lease with its granted TTL, as applied.
     fn leases(&self) -> Result<Vec<(LeaseId, i64)>, StoreError>;
+    /// The auth state, as applied (the default state if none was ever logged).
+    fn auth(&self) -> Result<Arc<AuthState>, StoreError>;
     /// Every `(lease, key)` attachment of live keys, as applied.
     fn lease_keys(&self) -> Result<Vec<(LeaseId, Bytes)>, StoreError>;
     /// Makes every applied entry durable.
@@ -145,7 +151,7 @@ pub trait Store: Send + Sync + 'static {
     /// already done. May run concurrently with `apply` and reads.
     fn compact(&self, revision: Revision) -> Result<(), StoreError>;
     /// Replaces everything the store holds with `image` (live keys, leases, revision,
-    /// compact revision `max(image.compact_revision, image.revision)`, applied index), and
+    /// compact revision `max(image.compact_revision, image.revision)`, applied index, auth state), and
     /// makes it durable before returning: a crash afterwards finds the image, a crash during
     /// it finds either the old state or the image. Used when recovering from the bucket.
     fn load_checkpoint(&self, image: &CheckpointImage) -> Result<(), StoreError> {

@@ -381,6 +381,7 @@ impl<S: Store> Core<S> {
             compact_revision: record.compact_revision,
             kvs: loader.finish(),
             leases: record.leases.clone(),
+            auth: std::sync::Arc::new(record.auth.clone()),
         };
         if let Err(e) = self.store.load_checkpoint(&image) {
             return self.fail(format!("loading checkpoint {ckp} into the store: {e}"));
@@ -674,8 +675,12 @@ impl<S: Store> Core<S> {
     /// A data dir with history meets an empty bucket: publish a checkpoint of the store
     /// first, so the bucket is recoverable before the node acknowledges anything.
     fn start_seed(&mut self) {
-        let leases = match self.store.leases() {
-            Ok(l) => l,
+        let (leases, auth) = match self
+            .store
+            .leases()
+            .and_then(|l| Ok((l, self.store.auth()?)))
+        {
+            Ok(x) => x,
             Err(e) => return self.fail(format!("reading leases for the first checkpoint: {e}")),
         };
         let index = self.applied_index;
@@ -692,6 +697,7 @@ impl<S: Store> Core<S> {
                 spec: crate::checkpoint::BuildSpec {
                     index,
                     leases,
+                    auth,
                     previous: None,
                     file_target_bytes: super::publish::FILE_TARGET_BYTES,
                     rebase_percent: super::publish::REBASE_PERCENT,
@@ -727,6 +733,10 @@ impl<S: Store> Core<S> {
             leases.attach(id, &key);
         }
         self.leases = leases;
+        match self.store.auth() {
+            Ok(auth) => self.auth = auth,
+            Err(e) => return self.fail(format!("reading the auth state after recovery: {e}")),
+        }
         self.overlay = Overlay::new(view.revision(), view.compact_revision());
         self.applied_index = view.applied_index();
         self.next_index = self.applied_index + 1;

@@ -8,6 +8,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::AuthState;
 use crate::checkpoint::{FileKind, FileRef};
 use crate::kv::{LeaseId, Revision};
 use crate::wal::segment::scan_segment;
@@ -165,6 +166,13 @@ pub struct CheckpointRecord {
     pub files: Vec<FileRecord>,
     /// Leases `(id, granted ttl)`.
     pub leases: Vec<(LeaseId, i64)>,
+    /// The auth state (absent while it is the default: no users, roles, disabled).
+    #[serde(default, skip_serializing_if = "is_default_auth")]
+    pub auth: AuthState,
+}
+
+fn is_default_auth(auth: &AuthState) -> bool {
+    *auth == AuthState::default()
 }
 
 impl CheckpointRecord {

@@ -51,8 +51,12 @@ impl<S: Store> Core<S> {
         if !due {
             return;
         }
-        let leases = match self.store.leases() {
-            Ok(l) => l,
+        let (leases, auth) = match self
+            .store
+            .leases()
+            .and_then(|l| Ok((l, self.store.auth()?)))
+        {
+            Ok(x) => x,
             Err(e) => return self.fail(format!("reading leases for a checkpoint: {e}")),
         };
         let Some(r) = &mut self.remote else { return };
@@ -64,6 +68,7 @@ impl<S: Store> Core<S> {
         let spec = BuildSpec {
             index: applied,
             leases,
+            auth,
             previous,
             file_target_bytes: FILE_TARGET_BYTES,
             rebase_percent: REBASE_PERCENT,
@@ -87,6 +92,7 @@ impl<S: Store> Core<S> {
             term: r.term,
             files: file_records(&built.files),
             leases: built.leases.clone(),
+            auth: (*built.auth).clone(),
         };
         r.maint = Some(Maint::Publish {
             built,

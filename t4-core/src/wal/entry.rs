@@ -5,8 +5,11 @@
 //! recovery, on a follower, from the bucket) is therefore a plain write that never
 //! re-evaluates a compare.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
+use crate::auth::AuthState;
 use crate::kv::{KeyValue, LeaseId, Revision};
 
 /// Version of the entry encoding, the first byte of every payload.
@@ -61,6 +64,9 @@ pub enum LogOp {
         /// The new compact revision.
         revision: Revision,
     },
+    /// The auth state changed; this is the whole new state (it does not consume a
+    /// revision).
+    Auth(Arc<AuthState>),
 }
 
 /// One key's change at a revision.
@@ -109,6 +115,9 @@ pub enum DecodeError {
         /// The tag found.
         tag: u8,
     },
+    /// An auth state that does not decode.
+    #[error("{0}")]
+    Auth(String),
     /// Bytes left over after the entry.
     #[error("{0} trailing bytes after the entry")]
     Trailing(usize),
@@ -118,6 +127,7 @@ const OP_REVISION: u8 = 1;
 const OP_LEASE_GRANT: u8 = 2;
 const OP_LEASE_REVOKE: u8 = 3;
 const OP_COMPACT: u8 = 4;
+const OP_AUTH: u8 = 5;
 const CHANGE_PUT: u8 = 1;
 const CHANGE_DELETE: u8 = 2;
 
@@ -141,6 +151,7 @@ pub fn encoded_len(entry: &LogEntry) -> usize {
         }
         LogOp::LeaseGrant { .. } => 1 + 16,
         LogOp::LeaseRevoke { .. } | LogOp::Compact { .. } => 1 + 8,
+        LogOp::Auth(state) => 1 + 4 + state.encode().len(),
     };
     HEADER + entry.ops.iter().map(op_len).sum::<usize>()
 }
@@ -189,6 +200,10 @@ pub fn encode_entry(entry: &LogEntry, out: &mut Vec<u8>) {
             LogOp::Compact { revision } => {
                 out.push(OP_COMPACT);
                 out.extend_from_slice(&revision.to_le_bytes());
+            }
+            LogOp::Auth(state) => {
+                out.push(OP_AUTH);
+                put_bytes(out, &state.encode());
             }
         }
     }
@@ -251,6 +266,10 @@ pub fn decode_entry(payload: &Bytes) -> Result<LogEntry, DecodeError> {
             },
             OP_LEASE_REVOKE => LogOp::LeaseRevoke { id: r.i64()? },
             OP_COMPACT => LogOp::Compact { revision: r.i64()? },
+            OP_AUTH => {
+                let state = AuthState::decode(&r.bytes()?).map_err(DecodeError::Auth)?;
+                LogOp::Auth(Arc::new(state))
+            }
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "operation",
@@ -355,6 +374,15 @@ pub(crate) mod tests {
             (any::<i64>(), any::<i64>()).prop_map(|(id, ttl)| LogOp::LeaseGrant { id, ttl }),
             any::<i64>().prop_map(|id| LogOp::LeaseRevoke { id }),
             any::<i64>().prop_map(|revision| LogOp::Compact { revision }),
+            (any::<bool>(), any::<u64>(), "[a-z]{0,4}").prop_map(|(enabled, revision, name)| {
+                let mut state = crate::auth::AuthState {
+                    enabled,
+                    revision,
+                    ..Default::default()
+                };
+                state.users.insert(name, crate::auth::User::default());
+                LogOp::Auth(std::sync::Arc::new(state))
+            }),
         ];
         (
             any::<u64>(),

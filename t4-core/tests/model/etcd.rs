@@ -437,6 +437,8 @@ impl Model {
                     ttl,
                 }))
             }
+            // Auth changes are checked by `t4_core::auth`'s own tests; this model generates none.
+            Request::Auth(_) => unreachable!("the model test generates no auth changes"),
             Request::LeaseTimeToLive { id, keys } => {
                 let resp = match self.leases.get(id) {
                     Some(l) => LeaseTimeToLiveResponse {

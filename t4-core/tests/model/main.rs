@@ -589,6 +589,7 @@ fn label(req: &Request, result: &Result<Response, Error>) -> Vec<String> {
         Request::LeaseKeepAlive { .. } => "lease keepalive",
         Request::LeaseTimeToLive { .. } => "lease ttl",
         Request::LeaseLeases => "lease list",
+        Request::Auth(_) => "auth",
     };
     let mut labels = vec![match result {
         Ok(_) => format!("{kind}: ok"),

@@ -102,6 +102,7 @@ impl Bucket {
             compact_revision: record.compact_revision,
             kvs: loader.finish(),
             leases: record.leases.clone(),
+            auth: std::sync::Arc::new(record.auth.clone()),
         })
     }
 }

@@ -163,19 +163,29 @@ pub struct Gateway {
     body_limit: usize,
 }
 
-/// The request message of a call whose client does not stream, read from the body.
-async fn read_request<Req>(body: Body, limit: usize) -> Result<tonic::Request<Req>, Status>
+/// The request message of a call whose client does not stream, read from the body, with
+/// the auth token of the `Authorization` header in its metadata (as etcd's gateway passes it).
+async fn read_request<Req>(
+    body: Body,
+    limit: usize,
+    token: Option<&str>,
+) -> Result<tonic::Request<Req>, Status>
 where
     Req: DeserializeOwned + Default,
 {
     let bytes = json::read_body(body, limit).await?;
-    json::first_message(&bytes).map(tonic::Request::new)
+    let mut request = json::first_message(&bytes).map(tonic::Request::new)?;
+    if let Some(value) = token.and_then(|t| tonic::metadata::MetadataValue::try_from(t).ok()) {
+        request.metadata_mut().insert("authorization", value);
+    }
+    Ok(request)
 }
 
 /// Calls a unary method with the request read from the body.
 async fn unary<Req, Resp, Fut>(
     body: Body,
     limit: usize,
+    token: Option<&str>,
     call: impl FnOnce(tonic::Request<Req>) -> Fut,
 ) -> Reply
 where
@@ -183,7 +193,7 @@ where
     Resp: Serialize,
     Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
 {
-    let request = match read_request(body, limit).await {
+    let request = match read_request(body, limit, token).await {
         Ok(request) => request,
         Err(status) => return json::error(&status),
     };
@@ -243,7 +253,11 @@ impl Gateway {
             return json::plain(StatusCode::METHOD_NOT_ALLOWED);
         }
         let mut call = self.metrics.as_ref().map(|m| m.start(rpc.grpc_path()));
-        let reply = self.call(rpc, body, &mut call).await;
+        let token = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let reply = self.call(rpc, body, token, &mut call).await;
         // A stream took `call` and records it when it ends.
         if let (Some(call), Some(json::Answered(code))) = (call, reply.extensions().get()) {
             call.finish(*code);
@@ -252,17 +266,23 @@ impl Gateway {
     }
 
     /// Calls `rpc`; a stream takes `call` to record it when it ends.
-    async fn call(&self, rpc: Rpc, body: Body, call: &mut Option<Call>) -> Reply {
+    async fn call(
+        &self,
+        rpc: Rpc,
+        body: Body,
+        token: Option<&str>,
+        call: &mut Option<Call>,
+    ) -> Reply {
         let limit = self.body_limit;
         macro_rules! unary {
             ($service:ident . $method:ident) => {
-                unary(body, limit, |request| self.$service.$method(request)).await
+                unary(body, limit, token, |request| self.$service.$method(request)).await
             };
         }
         // A call with one request and a stream of responses.
         macro_rules! server_stream {
             ($service:ident . $method:ident) => {
-                match read_request(body, limit).await {
+                match read_request(body, limit, token).await {
                     Ok(request) => match self.$service.$method(request).await {
                         Ok(responses) => json::lines(responses.into_inner(), call.take()),
                         Err(status) => json::error(&status),
@@ -277,7 +297,7 @@ impl Gateway {
             Rpc::DeleteRange => unary!(kv.delete_range),
             Rpc::Txn => unary!(kv.txn),
             Rpc::Compact => unary!(kv.compact),
-            Rpc::Watch => self.watch(body, call.take()).await,
+            Rpc::Watch => self.watch(body, token, call.take()).await,
             Rpc::LeaseGrant => unary!(lease.lease_grant),
             Rpc::LeaseRevoke => unary!(lease.lease_revoke),
             Rpc::LeaseKeepAlive => self.keep_alive(body, call.take()).await,
@@ -324,10 +344,13 @@ impl Gateway {
     }
 
     /// `/v3/watch`: the watch requests in the body, the watch responses as lines.
-    async fn watch(&self, body: Body, call: Option<Call>) -> Reply {
+    async fn watch(&self, body: Body, token: Option<&str>, call: Option<Call>) -> Reply {
         let mut reader = MessageReader::new(body, self.body_limit);
         match first(&mut reader).await {
-            Ok(first) => json::lines(self.watch.serve(reader.rest(first)), call),
+            Ok(first) => {
+                let token = token.map(str::to_string);
+                json::lines(self.watch.serve(token, reader.rest(first)), call)
+            }
             Err(reply) => reply,
         }
     }

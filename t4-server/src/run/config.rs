@@ -82,6 +82,16 @@ pub struct RunArgs {
     #[arg(long, env = "T4_GRPC_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     pub grpc_keepalive_timeout: Duration,
 
+    /// How long a token handed out by `Authenticate` stays valid after its last use, as
+    /// etcd's `--auth-token-ttl` for its simple tokens.
+    #[arg(long, env = "T4_AUTH_TOKEN_TTL", default_value = "5m", value_parser = parse_duration)]
+    pub auth_token_ttl: Duration,
+
+    /// bcrypt cost of the password hashes of users added or changed (etcd's `--bcrypt-cost`,
+    /// 4 to 31; each step doubles the time to add a user or authenticate).
+    #[arg(long, env = "T4_BCRYPT_COST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+    pub bcrypt_cost: u32,
+
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before the server
     /// drops them and closes the store anyway.
     #[arg(long, env = "T4_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]

@@ -35,6 +35,7 @@ use crate::header::{Identity, member_id};
 use crate::metrics::{Metrics, grpc::GrpcMetricsLayer};
 use crate::services::{
     Alarms, Context, Member, Settings,
+    access::Tokens,
     auth::AuthService,
     cluster::ClusterService,
     election::ElectionService,
@@ -161,8 +162,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             max_request_bytes: args.max_request_bytes as usize,
             watch_progress_interval: args.watch_progress_notify_interval,
             quota_backend_bytes: args.quota(),
+            bcrypt_cost: args.bcrypt_cost,
         },
         alarms: Alarms::default(),
+        tokens: Tokens::new(args.auth_token_ttl),
         shutdown: shutdown_rx.clone(),
     });
     tokio::spawn(quota::monitor(ctx.clone()));

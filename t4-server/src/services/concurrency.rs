@@ -13,6 +13,7 @@ use t4::{
     SortOrder, SortTarget, TxnRequest, TxnResponse, WatchOptions,
 };
 use tonic::Status;
+use tonic::metadata::MetadataMap;
 
 use super::Context;
 use crate::status::{core_status, node_status};
@@ -26,6 +27,38 @@ pub const SESSION_TTL: i64 = 60;
 /// callers with gRPC code Unknown and the original message.
 pub fn as_client_error(status: Status) -> Status {
     Status::unknown(status.message())
+}
+
+/// The check etcd's recipes make by running as their caller: with authentication enabled,
+/// the caller must be able to read the queue of `name` (every key under `name/`), and to
+/// write it when `write`. Refusals come as the recipes' errors ([`as_client_error`]).
+pub fn check_queue(
+    ctx: &Context,
+    metadata: &MetadataMap,
+    name: &[u8],
+    write: bool,
+) -> Result<(), Status> {
+    check_queue_as_server(ctx, metadata, name, write).map_err(as_client_error)
+}
+
+fn check_queue_as_server(
+    ctx: &Context,
+    metadata: &MetadataMap,
+    name: &[u8],
+    write: bool,
+) -> Result<(), Status> {
+    let caller = ctx.caller(metadata)?;
+    let start = prefix(name);
+    // The queue's range ends where `/` ends: at `0`, the next byte.
+    let mut end = start.to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    caller.read(&start, &end)?;
+    if write {
+        caller.write(&start, &end)?;
+    }
+    Ok(())
 }
 
 /// The lease a holder uses: `lease`, or a new one of [`SESSION_TTL`] seconds when 0.

@@ -213,6 +213,18 @@ impl ElectionService {
 }
 
 /// Answers as etcd's Election service does: every error with gRPC code Unknown.
+impl ElectionService {
+    /// [`recipe::check_queue`] for a call naming a leader key: writes to its election.
+    fn check_leader(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        leader: Option<&pb::LeaderKey>,
+    ) -> Result<(), Status> {
+        let name = leader.map(|l| l.name.as_slice()).unwrap_or_default();
+        recipe::check_queue(&self.ctx, metadata, name, true)
+    }
+}
+
 fn answer<T>(result: Result<T, Status>) -> Result<Response<T>, Status> {
     result.map(Response::new).map_err(recipe::as_client_error)
 }
@@ -223,6 +235,8 @@ impl Election for ElectionService {
         &self,
         request: Request<pb::CampaignRequest>,
     ) -> Result<Response<pb::CampaignResponse>, Status> {
+        let name = &request.get_ref().name;
+        recipe::check_queue(&self.ctx, request.metadata(), name, true)?;
         answer(self.run_campaign(request.into_inner()).await)
     }
 
@@ -230,6 +244,8 @@ impl Election for ElectionService {
         &self,
         request: Request<pb::ProclaimRequest>,
     ) -> Result<Response<pb::ProclaimResponse>, Status> {
+        let leader = request.get_ref().leader.as_ref();
+        self.check_leader(request.metadata(), leader)?;
         answer(self.run_proclaim(request.into_inner()).await)
     }
 
@@ -237,6 +253,8 @@ impl Election for ElectionService {
         &self,
         request: Request<pb::LeaderRequest>,
     ) -> Result<Response<pb::LeaderResponse>, Status> {
+        let name = &request.get_ref().name;
+        recipe::check_queue(&self.ctx, request.metadata(), name, false)?;
         answer(self.run_leader(request.into_inner()).await)
     }
 
@@ -246,6 +264,8 @@ impl Election for ElectionService {
         &self,
         request: Request<pb::LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
+        let name = &request.get_ref().name;
+        recipe::check_queue(&self.ctx, request.metadata(), name, false)?;
         let prefix = recipe::prefix(&request.into_inner().name);
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(observe(self.ctx.clone(), prefix, tx));
@@ -256,6 +276,8 @@ impl Election for ElectionService {
         &self,
         request: Request<pb::ResignRequest>,
     ) -> Result<Response<pb::ResignResponse>, Status> {
+        let leader = request.get_ref().leader.as_ref();
+        self.check_leader(request.metadata(), leader)?;
         answer(self.run_resign(request.into_inner()).await)
     }
 }

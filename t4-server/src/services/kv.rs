@@ -5,6 +5,7 @@ use t4_proto::etcdserverpb::{self as pb, kv_server::Kv};
 use tonic::{Request, Response, Status};
 
 use super::Shared;
+use super::access::Caller;
 use crate::convert;
 use crate::status::node_status;
 
@@ -34,6 +35,30 @@ fn txn_puts(t: &pb::TxnRequest) -> bool {
         })
 }
 
+/// etcd's permission checks of a txn: reads of every compare's range, and what each
+/// operation of both branches does (nested txns included, which etcd 3.4 skips).
+fn check_txn(caller: &Caller, t: &pb::TxnRequest) -> Result<(), Status> {
+    use pb::request_op::Request;
+    for c in &t.compare {
+        caller.read(&c.key, &c.range_end)?;
+    }
+    for op in t.success.iter().chain(&t.failure) {
+        match &op.request {
+            Some(Request::RequestRange(r)) => caller.read(&r.key, &r.range_end)?,
+            Some(Request::RequestPut(p)) => caller.write(&p.key, &[])?,
+            Some(Request::RequestDeleteRange(d)) => {
+                if d.prev_kv {
+                    caller.read(&d.key, &d.range_end)?;
+                }
+                caller.write(&d.key, &d.range_end)?;
+            }
+            Some(Request::RequestTxn(t)) => check_txn(caller, t)?,
+            None => {}
+        }
+    }
+    Ok(())
+}
+
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(
@@ -42,7 +67,10 @@ impl Kv for KvService {
     ) -> Result<Response<pb::RangeResponse>, Status> {
         // `serializable` needs nothing more on a single node: every read is served from the
         // local store at one consistent revision, which is also the linearizable answer.
-        let req = convert::range_from_pb(request.into_inner())?;
+        let caller = self.ctx.caller(request.metadata())?;
+        let req = request.into_inner();
+        caller.read(&req.key, &req.range_end)?;
+        let req = convert::range_from_pb(req)?;
         let resp = self.ctx.node.range(req).await.map_err(node_status)?;
         Ok(Response::new(convert::range_to_pb(&self.ctx.id, resp)))
     }
@@ -51,8 +79,14 @@ impl Kv for KvService {
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
+        let caller = self.ctx.caller(request.metadata())?;
         let req = request.into_inner();
         self.ctx.check_size(req.encoded_len())?;
+        caller.write(&req.key, &[])?;
+        caller.lease_keys_writable(&self.ctx, req.lease).await?;
+        if req.prev_kv {
+            caller.read(&req.key, &[])?;
+        }
         self.ctx.check_space()?;
         let resp = self
             .ctx
@@ -67,8 +101,13 @@ impl Kv for KvService {
         &self,
         request: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        let caller = self.ctx.caller(request.metadata())?;
         let req = request.into_inner();
         self.ctx.check_size(req.encoded_len())?;
+        caller.write(&req.key, &req.range_end)?;
+        if req.prev_kv {
+            caller.read(&req.key, &req.range_end)?;
+        }
         let resp = self
             .ctx
             .node
@@ -82,8 +121,10 @@ impl Kv for KvService {
         &self,
         request: Request<pb::TxnRequest>,
     ) -> Result<Response<pb::TxnResponse>, Status> {
+        let caller = self.ctx.caller(request.metadata())?;
         let req = request.into_inner();
         self.ctx.check_size(req.encoded_len())?;
+        check_txn(&caller, &req)?;
         if txn_puts(&req) {
             self.ctx.check_space()?;
         }
@@ -100,6 +141,8 @@ impl Kv for KvService {
         &self,
         request: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
+        // etcd 3.4 checks no permission for a compaction, only a token if one is sent.
+        self.ctx.caller(request.metadata())?;
         let req = request.into_inner();
         // With `physical`, the node answers only once the old versions are gone.
         let resp = self

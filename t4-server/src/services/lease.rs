@@ -91,6 +91,8 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
+        // etcd checks no permission to grant, only a token if one is sent.
+        self.ctx.caller(request.metadata())?;
         let req = request.into_inner();
         self.ctx.check_space()?;
         let resp = self
@@ -111,12 +113,11 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
-        let revision = self
-            .ctx
-            .node
-            .lease_revoke(request.into_inner().id)
-            .await
-            .map_err(node_status)?;
+        let caller = self.ctx.caller(request.metadata())?;
+        let id = request.into_inner().id;
+        // Revoking deletes the lease's keys: the caller must be able to write each.
+        caller.lease_keys_writable(&self.ctx, id).await?;
+        let revision = self.ctx.node.lease_revoke(id).await.map_err(node_status)?;
         Ok(Response::new(pb::LeaseRevokeResponse {
             header: self.ctx.id.header(revision),
         }))

@@ -81,6 +81,7 @@ impl Lock for LockService {
         &self,
         request: Request<pb::LockRequest>,
     ) -> Result<Response<pb::LockResponse>, Status> {
+        recipe::check_queue(&self.ctx, request.metadata(), &request.get_ref().name, true)?;
         let answer = self.acquire(request.into_inner()).await;
         answer.map(Response::new).map_err(recipe::as_client_error)
     }
@@ -89,6 +90,10 @@ impl Lock for LockService {
         &self,
         request: Request<pb::UnlockRequest>,
     ) -> Result<Response<pb::UnlockResponse>, Status> {
+        self.ctx
+            .caller(request.metadata())
+            .and_then(|caller| caller.write(&request.get_ref().key, &[]))
+            .map_err(recipe::as_client_error)?;
         let answer = self.release(request.into_inner()).await;
         answer.map(Response::new).map_err(recipe::as_client_error)
     }

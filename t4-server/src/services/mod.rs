@@ -6,6 +6,7 @@
 //! Snapshot, Observe, health Watch) and waiting locks end when the server shuts down, so a
 //! graceful stop never waits on a client that keeps a call open.
 
+pub mod access;
 pub mod auth;
 pub mod cluster;
 pub mod concurrency;
@@ -47,6 +48,8 @@ pub struct Settings {
     pub watch_progress_interval: Duration,
     /// Backend size above which the NOSPACE alarm is raised.
     pub quota_backend_bytes: u64,
+    /// The bcrypt cost of password hashes (etcd's `--bcrypt-cost`).
+    pub bcrypt_cost: u32,
 }
 
 /// Raised alarms: `(member id, etcd AlarmType number)`.
@@ -96,6 +99,8 @@ pub struct Context {
     pub settings: Settings,
     /// Raised alarms.
     pub alarms: Alarms,
+    /// Tokens handed out by `Authenticate`.
+    pub tokens: access::Tokens,
     /// Becomes `true` when the server starts shutting down.
     pub shutdown: signal::Receiver<bool>,
 }

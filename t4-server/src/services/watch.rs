@@ -58,13 +58,14 @@ impl WatchService {
     }
 
     /// Serves one stream of watch requests, from a gRPC stream or from the JSON gateway:
-    /// the responses, until the client leaves or the server shuts down.
-    pub fn serve<S>(&self, requests: S) -> WatchStream
+    /// the responses, until the client leaves or the server shuts down. `token` is the
+    /// stream's auth token (from its metadata), against which every watch is checked.
+    pub fn serve<S>(&self, token: Option<String>, requests: S) -> WatchStream
     where
         S: Stream<Item = Result<pb::WatchRequest, Status>> + Send + Unpin + 'static,
     {
         let (tx, rx) = mpsc::channel(64);
-        let task = StreamTask::new(self.ctx.clone(), tx);
+        let task = StreamTask::new(self.ctx.clone(), token, tx);
         tokio::spawn(task.run(requests));
         Box::pin(ReceiverStream::new(rx))
     }
@@ -82,7 +83,8 @@ impl Watch for WatchService {
         &self,
         request: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        Ok(Response::new(self.serve(request.into_inner())))
+        let token = super::access::token(request.metadata());
+        Ok(Response::new(self.serve(token, request.into_inner())))
     }
 }
 
@@ -131,6 +133,8 @@ struct Gone;
 
 struct StreamTask {
     ctx: Shared,
+    /// The auth token the stream was opened with.
+    token: Option<String>,
     out: Out,
     watches: HashMap<i64, WatchState>,
     running: FuturesUnordered<BoxFuture<'static, Step>>,
@@ -151,10 +155,11 @@ struct StreamTask {
 }
 
 impl StreamTask {
-    fn new(ctx: Shared, out: Out) -> StreamTask {
+    fn new(ctx: Shared, token: Option<String>, out: Out) -> StreamTask {
         let max_response_bytes = ctx.settings.max_request_bytes + GRPC_OVERHEAD_BYTES;
         StreamTask {
             ctx,
+            token,
             out,
             watches: HashMap::new(),
             running: FuturesUnordered::new(),
@@ -235,6 +240,10 @@ impl StreamTask {
 
     /// A created-and-cancelled response: the create request was refused.
     async fn refuse(&mut self, reason: &t4_core::Error) -> Result<(), Gone> {
+        self.refuse_with(&reason.to_string()).await
+    }
+
+    async fn refuse_with(&mut self, reason: &str) -> Result<(), Gone> {
         self.send(pb::WatchResponse {
             header: self.current(),
             watch_id: INVALID_WATCH_ID,
@@ -253,6 +262,21 @@ impl StreamTask {
         } else {
             Bytes::from(create.key)
         };
+        // etcd refuses a watch the caller may not read like any bad watch: created and
+        // cancelled at once, with the error as the reason.
+        let permitted = self
+            .ctx
+            .caller_with(self.token.as_deref())
+            .and_then(|caller| caller.read(&key, &create.range_end));
+        if let Err(status) = permitted {
+            // etcd's reason is the whole gRPC error, as Go prints it.
+            let reason = format!(
+                "rpc error: code = {:?} desc = {}",
+                status.code(),
+                status.message()
+            );
+            return self.refuse_with(&reason).await;
+        }
         if create.start_revision < 0 {
             return self.refuse(&t4_core::Error::Compacted).await;
         }

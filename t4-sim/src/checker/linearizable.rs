@@ -527,6 +527,8 @@ impl<'h> Checker<'h> {
                 LogOp::Compact { revision } => {
                     out.extend(self.compacts.get(revision).into_iter().flatten().copied())
                 }
+                // The simulated clients change no auth state.
+                LogOp::Auth(_) => {}
             }
         }
         out
@@ -595,6 +597,8 @@ impl<'h> Checker<'h> {
                 let c = self.compacts.get(revision).cloned().unwrap_or_default();
                 (one(self.pick(&c, &ops[i..i + 1], written_at)), None)
             }
+            // The simulated clients change no auth state: nothing to attribute.
+            LogOp::Auth(_) => (one(None), None),
         }
     }
 
@@ -809,6 +813,7 @@ impl<'h> Checker<'h> {
                 Response::LeaseKeepAlive(x) => x.revision,
                 Response::LeaseTimeToLive(x) => x.revision,
                 Response::LeaseLeases(x) => x.revision,
+                Response::Auth(x) => x.revision,
             }),
             _ => None,
         }

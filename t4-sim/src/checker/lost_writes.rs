@@ -51,6 +51,7 @@ pub fn check(history: &History, epoch: &Epoch, window: Window) -> Vec<Violation>
                 LogOp::Compact { revision } => {
                     compacts.insert(*revision);
                 }
+                LogOp::Auth(_) => {}
             }
         }
     }

@@ -63,6 +63,10 @@ impl Store for Recording {
         self.inner.lease_keys()
     }
 
+    fn auth(&self) -> Result<std::sync::Arc<t4_core::auth::AuthState>, StoreError> {
+        self.inner.auth()
+    }
+
     fn persist(&self) -> Result<(), StoreError> {
         self.inner.persist()
     }

@@ -73,12 +73,16 @@ pub(super) fn load(inner: &Inner, image: &CheckpointImage) -> Result<(), StoreEr
         physically_compacted: compacted,
         events_from: image.events_from(),
     };
-    inner.commit_state(&next)?;
+    let mut batch = inner.db.batch();
+    batch.insert(&inner.meta, format::AUTH_KEY, image.auth.encode());
+    batch.insert(&inner.meta, format::STATE_KEY, next.encode());
+    batch.commit().map_err(io("loading a checkpoint"))?;
     inner
         .db
         .persist(PersistMode::SyncAll)
         .map_err(io("loading a checkpoint"))?;
     *state = next;
+    *inner.lock_auth() = image.auth.clone();
     inner.cache.replace_store(Some(next.revision));
     Ok(())
 }

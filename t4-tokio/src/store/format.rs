@@ -25,6 +25,9 @@ pub(crate) const FORMAT_VERSION: u32 = 2;
 pub(crate) const FORMAT_KEY: &[u8] = b"format_version";
 /// `meta` key of the [`State`] record.
 pub(crate) const STATE_KEY: &[u8] = b"state";
+/// `meta` key of the auth state ([`t4_core::auth::AuthState::encode`]); absent until the
+/// first auth change.
+pub(crate) const AUTH_KEY: &[u8] = b"auth";
 
 const SIGN: u64 = 1 << 63;
 

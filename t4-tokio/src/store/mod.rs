@@ -70,6 +70,7 @@ use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+use t4_core::auth::AuthState;
 use t4_core::kv::MAX_KEY_LEN;
 use t4_core::wal::{Change, LogEntry, LogOp};
 use t4_core::{LeaseId, Revision, Store, StoreError};
@@ -108,6 +109,8 @@ struct Inner {
     /// this lock across building and committing its batch, so writers never lose each
     /// other's fields. Readers never take it: a view reads `state` from its snapshot.
     state: Mutex<State>,
+    /// The auth state as last committed (in `meta`, beside `state`).
+    auth: Mutex<Arc<AuthState>>,
     /// Latest versions of recently read keys, kept right by every apply (`cache.rs`).
     cache: LatestCache,
     /// Counts of key ranges at a revision, for the pages of a paged list (`counts.rs`).
@@ -214,7 +217,16 @@ impl FjallStore {
                 .map_err(|e| StoreError::Io(format!("opening store keyspace {name}: {e}")))
         });
         let state = state.unwrap_or_default();
+        let auth = match meta
+            .get(format::AUTH_KEY)
+            .map_err(io("reading the auth state"))?
+        {
+            Some(bytes) => AuthState::decode(&bytes)
+                .map_err(|e| corrupt(format_args!("{}: {e}", path.display())))?,
+            None => AuthState::default(),
+        };
         let inner = Inner {
+            auth: Mutex::new(Arc::new(auth)),
             latest: latest?,
             history: history?,
             changes: changes?,
@@ -432,6 +444,10 @@ impl Inner {
         }
     }
 
+    fn lock_auth(&self) -> MutexGuard<'_, Arc<AuthState>> {
+        self.auth.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Commits `state` alone; the caller holds the state lock.
     fn commit_state(&self, state: &State) -> Result<(), StoreError> {
         let mut batch = self.db.batch();
@@ -518,6 +534,7 @@ impl Store for FjallStore {
         let mut batch = inner.db.batch().durability(None);
         let mut last = LastWrites::default();
         let mut record = ChangesRecord::default();
+        let mut auth = None;
         for op in &entry.ops {
             match op {
                 LogOp::Revision { revision, changes } => {
@@ -569,6 +586,7 @@ impl Store for FjallStore {
                 LogOp::Compact { revision } => {
                     next.compact_revision = next.compact_revision.max(*revision);
                 }
+                LogOp::Auth(state) => auth = Some(state),
             }
         }
         record.write(&mut batch, &inner.changes);
@@ -607,11 +625,17 @@ impl Store for FjallStore {
         }
         next.applied_index = entry.index;
         batch.insert(&inner.meta, format::STATE_KEY, next.encode());
+        if let Some(auth) = auth {
+            batch.insert(&inner.meta, format::AUTH_KEY, auth.encode());
+        }
         if let Err(e) = batch.commit() {
             inner.cache.clear();
             return Err(io("applying an entry")(e));
         }
         *state = next;
+        if let Some(auth) = auth {
+            *inner.lock_auth() = auth.clone();
+        }
         if overwrites.seal_due() {
             if inner.latest_scanned.load(Ordering::Relaxed) {
                 inner.seal_latest_memtable(&mut overwrites);
@@ -624,6 +648,10 @@ impl Store for FjallStore {
 
     fn leases(&self) -> Result<Vec<(LeaseId, i64)>, StoreError> {
         read_leases(&self.inner, &self.inner.db.snapshot())
+    }
+
+    fn auth(&self) -> Result<Arc<AuthState>, StoreError> {
+        Ok(self.inner.lock_auth().clone())
     }
 
     fn lease_keys(&self) -> Result<Vec<(LeaseId, Bytes)>, StoreError> {

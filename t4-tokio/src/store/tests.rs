@@ -786,6 +786,7 @@ fn a_loaded_checkpoint_replaces_cached_versions_even_for_views_from_before_it() 
             lease: 0,
         }],
         leases: vec![],
+        auth: Default::default(),
     };
     store.load_checkpoint(&image).unwrap();
     // The old view still reads its own snapshot, and its reads must not fill the cache.

@@ -21,6 +21,8 @@
 
 #![allow(clippy::disallowed_methods)] // a test of real servers reads real clocks
 
+mod auth;
+mod auth_session;
 mod gateway;
 mod recipes;
 mod render;
@@ -154,6 +156,45 @@ async fn locks_and_elections_answer_like_etcd_3_4() {
     }
     if let Some(diff) = difference(&expected, &actual, "t4") {
         panic!("{diff}\nthe end of the t4 log:\n{}", t4.log_tail());
+    }
+}
+
+/// Authentication answers like etcd 3.4's: users, roles and permissions through the Auth
+/// service, its errors, simple tokens, and the permission checks on KV, Watch, Lease and
+/// Maintenance calls once it is on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authentication_answers_like_etcd_3_4() {
+    let self_check = std::env::var_os("T4_DIFFERENTIAL_SELF_CHECK").is_some();
+    let etcd = servers::start_etcd().await;
+    let other = if self_check {
+        servers::start_etcd().await
+    } else {
+        servers::start_t4(env!("CARGO_BIN_EXE_t4-e2e-server")).await
+    };
+    let (expected, actual) = tokio::join!(
+        async { auth::transcript(etcd.channel().await).await },
+        async { auth::transcript(other.channel().await).await }
+    );
+    let other_name = if self_check { "etcd#2" } else { "t4" };
+    if let Some(dir) = std::env::var_os("T4_DIFFERENTIAL_DUMP") {
+        dump(std::path::Path::new(&dir), "etcd-auth", &expected);
+        dump(
+            std::path::Path::new(&dir),
+            &format!("{other_name}-auth"),
+            &actual,
+        );
+    }
+    assert!(
+        expected.len() > 100,
+        "the scenario recorded only {} steps against etcd",
+        expected.len()
+    );
+    if let Some(diff) = difference(&expected, &actual, other_name) {
+        panic!(
+            "{diff}\nthe end of the {} log:\n{}",
+            other.name,
+            other.log_tail()
+        );
     }
 }
 
