@@ -185,7 +185,17 @@ impl History {
     }
 
     /// Records a successful answer that arrived after the client gave up on `op`.
+    ///
+    /// An answer that arrives after a disk loss started a new epoch, for an operation sent
+    /// before it, is dropped, as [`History::complete`] drops answers to operations judged
+    /// unknown at an epoch's start: it was sent by a life of the database that is gone (it
+    /// was in flight when the disk went), and the checkers judge answers by the epoch they
+    /// arrive in, whose log cannot hold it.
     pub fn late_answer(&mut self, op: OpId, now: Instant, reply: Reply) {
+        let invoked = self.ops[op].invoke;
+        if self.epochs.iter().any(|e| invoked < *e && *e <= now) {
+            return;
+        }
         self.late.push((op, now, reply));
     }
 
@@ -460,5 +470,41 @@ impl fmt::Display for Op {
             None => f.write_str(" .. ?]")?,
         }
         write!(f, " {} -> {}", self.call, self.outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use t4_core::request::{PutRequest, PutResponse};
+
+    use super::*;
+
+    #[test]
+    fn a_late_answer_from_a_life_lost_with_its_disk_is_not_judged() {
+        let ms = |n: u64| Instant(n * 1_000_000);
+        let put = Call::Request(Request::Put(PutRequest {
+            key: "k".into(),
+            value: "v".into(),
+            ..Default::default()
+        }));
+        let ok = Reply::Response(Response::Put(PutResponse {
+            revision: 2,
+            ..Default::default()
+        }));
+        let mut h = History::new();
+        let before = h.invoke(0, put.clone(), ms(1));
+        h.late_answer(before, ms(5), ok.clone());
+        assert_eq!(h.late.len(), 1, "a late answer within one life is judged");
+        h.new_epoch(ms(10));
+        let across = h.invoke(0, put.clone(), ms(8));
+        h.late_answer(across, ms(11), ok.clone());
+        assert_eq!(
+            h.late.len(),
+            1,
+            "sent before the disk loss, arrived after it"
+        );
+        let after = h.invoke(0, put, ms(12));
+        h.late_answer(after, ms(13), ok);
+        assert_eq!(h.late.len(), 2, "a late answer of the new life is judged");
     }
 }
