@@ -335,3 +335,50 @@ async fn gateway_calls_are_counted_as_the_grpc_calls_they_are() {
     // A refused method is no call.
     assert_eq!(calls(&text, "unknown", "Unimplemented"), None);
 }
+
+/// The gateway's `Authorization` header carries the token of `/v3/auth/authenticate`, as in
+/// etcd (the bodies are etcd 3.4's, seen with curl).
+#[tokio::test]
+async fn the_authorization_header_carries_the_token() {
+    let t4 = T4::start(t4_bin!(), &[]).await;
+    let mut client = t4.client().await;
+    client.put("/a", "1", None).await.unwrap();
+    let mut auth = client.auth_client();
+    auth.user_add("root", "rootpw", None).await.unwrap();
+    auth.role_add("root").await.unwrap();
+    auth.user_grant_role("root", "root").await.unwrap();
+    auth.auth_enable().await.unwrap();
+    let range = json!({ "key": b64(b"/a") });
+    let refused =
+        |message: &str, code: i32| json!({ "error": message, "message": message, "code": code });
+
+    let (status, body) = post_json(&t4, "/v3/kv/range", range.clone()).await;
+    assert_eq!(
+        (status, body),
+        (400, refused("etcdserver: user name is empty", 3))
+    );
+    let login = json!({ "name": "root", "password": "bad" });
+    let (status, body) = post_json(&t4, "/v3/auth/authenticate", login).await;
+    let failed = "etcdserver: authentication failed, invalid user ID or password";
+    assert_eq!((status, body), (400, refused(failed, 3)));
+    let login = json!({ "name": "root", "password": "rootpw" });
+    let (status, body) = post_json(&t4, "/v3/auth/authenticate", login).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().unwrap().to_string();
+
+    let with = |token: &str| {
+        reqwest::Client::new()
+            .post(format!("http://{}/v3/kv/range", t4.endpoint))
+            .header("Authorization", token)
+            .body(range.to_string())
+            .send()
+    };
+    let response = with(&token).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(body["kvs"][0]["value"], b64(b"1"));
+    let response = with("garbage.1").await.unwrap();
+    assert_eq!(response.status(), 401);
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(body, refused("etcdserver: invalid auth token", 16));
+}
