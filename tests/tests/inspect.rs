@@ -67,6 +67,7 @@ async fn inspect_shows_what_the_server_served_and_changes_nothing() {
         .expect("header")
         .revision();
     client.put("/app/c", "new", None).await.expect("put");
+    client.role_add("reader").await.expect("role add");
     // Killed, not stopped: the last writes are only in the WAL, and inspect must show them.
     server.stop_with("KILL", Duration::from_secs(10)).await;
     let dir = server.data_dir.clone();
@@ -76,6 +77,10 @@ async fn inspect_shows_what_the_server_served_and_changes_nothing() {
     assert!(meta.contains("revision:          7"), "{meta}");
     assert!(meta.contains("format:            1"), "{meta}");
     assert!(meta.contains("WAL segments:"), "{meta}");
+    assert!(
+        meta.contains("authentication:    disabled (0 users, 1 roles, auth revision 1)"),
+        "{meta}"
+    );
 
     let list = inspect(&dir, &["list", "--prefix", "/app/", "--keys-only"]).stdout;
     assert_eq!(list, "/app/a\n/app/c\n");

@@ -23,7 +23,8 @@ pub struct DataDirArg {
 /// `t4 inspect` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum InspectCommand {
-    /// Format version, applied index and revision, compact revision, leases, WAL segments.
+    /// Format version, applied index and revision, compact revision, leases, authentication,
+    /// WAL segments.
     Meta {
         /// The data directory.
         #[command(flatten)]
@@ -147,6 +148,14 @@ pub fn run(command: InspectCommand) -> anyhow::Result<()> {
             println!("revision:          {}", view.revision());
             println!("compact revision:  {}", view.compact_revision());
             println!("leases:            {}", data.store.leases()?.len());
+            let auth = data.store.auth()?;
+            println!(
+                "authentication:    {} ({} users, {} roles, auth revision {})",
+                if auth.enabled { "enabled" } else { "disabled" },
+                auth.users.len(),
+                auth.roles.len(),
+                auth.revision
+            );
             println!(
                 "store index:       {} (persisted in store/)",
                 data.store_index

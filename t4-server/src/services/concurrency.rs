@@ -260,8 +260,13 @@ impl Drop for LeaveOnDrop {
                     success: vec![delete(&key)],
                     failure: Vec::new(),
                 };
-                if let Err(e) = node.txn(leave).await {
-                    tracing::warn!(error = %e, "leaving a lock or election queue");
+                match node.txn(leave).await {
+                    Ok(_) => {}
+                    // The server is stopping: the key goes with its lease, as in etcd.
+                    Err(t4::Error::Closed) => {
+                        tracing::debug!("left a lock or election queue at shutdown")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "leaving a lock or election queue"),
                 }
             });
         }
