@@ -96,6 +96,12 @@ pub enum Input {
         id: RequestId,
         /// The request.
         request: Request,
+        /// The auth revision ([`crate::auth::AuthState::revision`]) at which a server checked
+        /// the caller's permissions for this request, if it did: the request is refused with
+        /// [`Error::AuthOldRevision`] when the auth state decided by now is another one and
+        /// enabled, so that no write is made on a permission taken away before it (etcd's
+        /// check when it applies a write).
+        auth_revision: Option<u64>,
     },
     /// An IO the core asked for has finished.
     IoDone {
@@ -393,7 +399,11 @@ impl<S: Store> Core<S> {
     /// Feeds one input. Afterwards drain [`Core::poll_action`].
     pub fn handle(&mut self, now: Instant, input: Input) {
         match input {
-            Input::Request { id, request } => self.handle_request(now, id, request),
+            Input::Request {
+                id,
+                request,
+                auth_revision,
+            } => self.handle_request(now, id, request, auth_revision),
             Input::IoDone { io, result } => self.handle_io(now, io, result),
             Input::ObjectDone { io, result } => self.handle_object(now, io, result),
             Input::CheckpointBuilt { io, result } => self.handle_built(now, io, result),
@@ -603,7 +613,13 @@ impl<S: Store> Core<S> {
         self.actions.push_back(Action::Failed { reason });
     }
 
-    fn handle_request(&mut self, now: Instant, id: RequestId, request: Request) {
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        request: Request,
+        auth_revision: Option<u64>,
+    ) {
         if let Some(reason) = &self.failed {
             let result = Err(Error::Failed(reason.clone()));
             self.actions.push_back(Action::Reply { id, result });
@@ -615,6 +631,13 @@ impl<S: Store> Core<S> {
         }
         if request.approx_size() > self.config.max_request_bytes {
             self.open.replies.push((id, Err(Error::RequestTooLarge)));
+            self.maybe_flush(now);
+            return;
+        }
+        if auth_revision.is_some_and(|r| self.auth.enabled && r != self.auth.revision) {
+            // Answered in order with the batch, like every refusal decided here. While
+            // authentication is disabled every request is allowed, as in etcd.
+            self.open.replies.push((id, Err(Error::AuthOldRevision)));
             self.maybe_flush(now);
             return;
         }

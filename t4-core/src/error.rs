@@ -167,6 +167,11 @@ pub enum Error {
     /// authentication is enabled).
     #[error("etcdserver: invalid auth management")]
     InvalidAuthMgmt,
+    /// A write whose caller's permissions were checked against an auth state that has changed
+    /// since (etcd checks them again when it applies the write; its clients authenticate
+    /// again and retry).
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
     /// A leader transfer to a member that is not in the cluster.
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
@@ -210,7 +215,9 @@ impl Error {
             | RoleAlreadyExist | RoleNotFound | RoleNotGranted | PermissionNotGranted => {
                 GrpcCode::FailedPrecondition
             }
-            UserEmpty | RoleEmpty | AuthFailed | InvalidAuthMgmt => GrpcCode::InvalidArgument,
+            UserEmpty | RoleEmpty | AuthFailed | InvalidAuthMgmt | AuthOldRevision => {
+                GrpcCode::InvalidArgument
+            }
             PermissionDenied => GrpcCode::PermissionDenied,
             InvalidAuthToken => GrpcCode::Unauthenticated,
             NoPasswordUser => GrpcCode::Unknown,
@@ -262,6 +269,14 @@ mod tests {
         assert_eq!(
             Error::WatchIdInUse.to_string(),
             "mvcc: duplicate watch ID provided on the WatchStream"
+        );
+        assert_eq!(
+            Error::AuthOldRevision.to_string(),
+            "etcdserver: revision of auth store is old"
+        );
+        assert_eq!(
+            Error::AuthOldRevision.grpc_code(),
+            GrpcCode::InvalidArgument
         );
     }
 }

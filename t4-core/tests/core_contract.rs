@@ -919,3 +919,70 @@ fn an_auth_change_is_answered_once_durable_and_recovered_from_the_wal() {
     assert_eq!(d.core.auth().revision, 1);
     assert!(d.store.auth().expect("auth").roles.contains_key("reader"));
 }
+
+#[test]
+fn a_write_checked_against_an_older_auth_state_is_refused() {
+    use t4_core::auth::{AuthChange, ROOT};
+    let auth = |change: AuthChange| Request::Auth(change);
+    let mut d = Driver::new(Config::default());
+    // While authentication is disabled a check is never stale (etcd allows everything).
+    assert!(
+        d.call(auth(AuthChange::RoleAdd { name: "r".into() }))
+            .is_ok()
+    );
+    let ok = d.submit_checked(put("a", "v"), Some(0));
+    d.settle();
+    assert!(matches!(d.take_reply(ok), Some(Ok(Response::Put(_)))));
+    for change in [
+        AuthChange::UserAdd {
+            name: ROOT.into(),
+            password: String::new(),
+            no_password: true,
+        },
+        AuthChange::UserGrantRole {
+            user: ROOT.into(),
+            role: ROOT.into(),
+        },
+    ] {
+        assert!(d.call(auth(change)).is_ok());
+    }
+    assert_eq!(d.core.auth().revision, 3);
+
+    // Enabling, decided in the same batch before two writes: the first write's check, made
+    // while authentication was disabled, is stale although the change is not durable yet
+    // when the write is decided.
+    let ids = d.submit_all_checked(vec![
+        (auth(AuthChange::Enable), None),
+        (put("b", "v"), Some(3)),
+        (put("c", "v"), Some(4)),
+    ]);
+    d.settle();
+    assert!(matches!(d.take_reply(ids[0]), Some(Ok(Response::Auth(_)))));
+    assert!(matches!(
+        d.take_reply(ids[1]),
+        Some(Err(Error::AuthOldRevision))
+    ));
+    match d.take_reply(ids[2]) {
+        Some(Ok(Response::Put(p))) => assert_eq!(p.revision, 3, "only a and c were written"),
+        other => panic!("unexpected {other:?}"),
+    }
+    // Unchecked requests (the embedded API) are never refused for it.
+    assert!(d.call(put("d", "v")).is_ok());
+    // A check at a revision the state has not reached is as stale as an older one.
+    let ahead = d.submit_checked(put("e", "v"), Some(7));
+    d.settle();
+    assert!(matches!(
+        d.take_reply(ahead),
+        Some(Err(Error::AuthOldRevision))
+    ));
+    let keys: Vec<Bytes> = wal_entries(&d)
+        .iter()
+        .flat_map(|e| e.ops.iter())
+        .filter_map(|op| match op {
+            LogOp::Revision { changes, .. } => Some(changes.iter().map(|c| c.key().clone())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(keys, vec![b("a"), b("c"), b("d")]);
+}

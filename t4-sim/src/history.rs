@@ -25,6 +25,32 @@ pub enum Call {
     Range(RangeRequest),
     /// A request serialised through the core.
     Request(Request),
+    /// A request serialised through the core, whose caller a server checked against the
+    /// auth state at `auth_revision` (refused if that state has changed since).
+    Checked {
+        /// The request.
+        request: Request,
+        /// The auth revision of the check.
+        auth_revision: u64,
+    },
+}
+
+impl Call {
+    /// The request serialised through the core, if this is one.
+    pub fn request(&self) -> Option<&Request> {
+        match self {
+            Call::Range(_) => None,
+            Call::Request(request) | Call::Checked { request, .. } => Some(request),
+        }
+    }
+
+    /// The auth revision its caller was checked at, if it was.
+    pub fn auth_revision(&self) -> Option<u64> {
+        match self {
+            Call::Checked { auth_revision, .. } => Some(*auth_revision),
+            _ => None,
+        }
+    }
 }
 
 /// A successful answer.
@@ -32,7 +58,7 @@ pub enum Call {
 pub enum Reply {
     /// To a [`Call::Range`].
     Range(RangeResponse),
-    /// To a [`Call::Request`].
+    /// To a [`Call::Request`] or [`Call::Checked`].
     Response(Response),
 }
 
@@ -297,6 +323,13 @@ impl fmt::Display for Call {
                 Ok(())
             }
             Call::Request(r) => show_request(f, r),
+            Call::Checked {
+                request,
+                auth_revision,
+            } => {
+                show_request(f, request)?;
+                write!(f, " (checked at auth revision {auth_revision})")
+            }
         }
     }
 }

@@ -11,15 +11,19 @@
 //! the workload generates: put (with lease, prev_kv), range (revision, limit, count-only,
 //! keys-only, revision filters, sort), delete range, txn (every compare target and relation,
 //! nested txns, range/put/delete in both branches), compaction, lease grant / revoke /
-//! keepalive / time-to-live / list, and lease expiry. Request validation that only rejects
+//! keepalive / time-to-live / list, lease expiry, every auth change (etcd 3.4's rules, in
+//! [`auth_change`]), and writes refused because the auth state changed after their caller
+//! was checked (`AuthOldRevision`). Request validation that only rejects
 //! malformed requests (duplicate keys in a txn, oversize requests) is not modelled because the
 //! workload never sends such requests.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use t4_core::auth::{AuthChange, AuthState, ROOT, Role, User};
 use t4_core::request::{
-    CompactResponse, Compare, CompareResult, CompareTarget, DeleteRangeResponse,
+    AuthResponse, CompactResponse, Compare, CompareResult, CompareTarget, DeleteRangeResponse,
     LeaseGrantResponse, LeaseKeepAliveResponse, LeaseLeasesResponse, LeaseRevokeResponse,
     LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
     ResponseOp, SortOrder, SortTarget, TxnRequest, TxnResponse,
@@ -48,6 +52,8 @@ pub trait KvState {
     fn lease_ids(&self) -> Vec<LeaseId>;
     /// The keys attached to lease `id`, in key order.
     fn lease_keys(&self, id: LeaseId) -> Vec<Bytes>;
+    /// The auth state.
+    fn auth(&self) -> Arc<AuthState>;
 }
 
 /// A [`Timeline`] as of one step.
@@ -82,6 +88,9 @@ impl KvState for At<'_> {
     fn lease_keys(&self, id: LeaseId) -> Vec<Bytes> {
         self.timeline.lease_keys(id, self.revision())
     }
+    fn auth(&self) -> Arc<AuthState> {
+        self.timeline.auth_at(self.step)
+    }
 }
 
 /// What a request does: etcd's answer and the log ops it must produce (none for a request
@@ -103,9 +112,17 @@ impl Exec {
     }
 }
 
-/// Executes `req` on `s`. `min_ttl` is the smallest lease TTL granted.
-pub fn execute(s: &impl KvState, req: &Request, min_ttl: i64) -> Exec {
+/// Executes `req` on `s`. `min_ttl` is the smallest lease TTL granted. `auth_revision` is
+/// the auth revision a server checked the caller at, if it did: while authentication is
+/// enabled, a request checked at another revision than the state's is refused.
+pub fn execute(s: &impl KvState, req: &Request, auth_revision: Option<u64>, min_ttl: i64) -> Exec {
     let rev = s.revision();
+    if let Some(checked) = auth_revision {
+        let auth = s.auth();
+        if auth.enabled && auth.revision != checked {
+            return Exec::fail(Error::AuthOldRevision);
+        }
+    }
     match req {
         Request::Put(p) => {
             let mut w = Writer::new(s);
@@ -198,9 +215,165 @@ pub fn execute(s: &impl KvState, req: &Request, min_ttl: i64) -> Exec {
             })),
             ops: Vec::new(),
         },
-        // The simulated workload never changes the auth state (t4-core's auth tests cover it).
-        Request::Auth(_) => Exec::fail(Error::Unsupported("the simulator's model has no auth")),
+        Request::Auth(change) => {
+            let before = s.auth();
+            match auth_change(&before, change) {
+                Err(e) => Exec::fail(e),
+                Ok(None) => Exec {
+                    result: Ok(Response::Auth(AuthResponse {
+                        revision: rev,
+                        state: before,
+                    })),
+                    ops: Vec::new(),
+                },
+                Ok(Some(after)) => {
+                    let after = Arc::new(after);
+                    Exec {
+                        result: Ok(Response::Auth(AuthResponse {
+                            revision: rev,
+                            state: after.clone(),
+                        })),
+                        ops: vec![LogOp::Auth(after)],
+                    }
+                }
+            }
+        }
     }
+}
+
+/// etcd 3.4's answer to an auth change on `s`: the new state (its auth revision one higher),
+/// `None` when the change is already in effect (etcd answers success and writes nothing), or
+/// etcd's error.
+pub fn auth_change(s: &AuthState, change: &AuthChange) -> Result<Option<AuthState>, Error> {
+    let mut next = s.clone();
+    let has_root = |u: &User| u.roles.iter().any(|r| r == ROOT);
+    match change {
+        AuthChange::Enable if s.enabled => return Ok(None),
+        AuthChange::Enable => match s.users.get(ROOT) {
+            None => return Err(Error::RootUserNotExist),
+            Some(root) if !has_root(root) => return Err(Error::RootRoleNotExist),
+            Some(_) => next.enabled = true,
+        },
+        AuthChange::Disable if !s.enabled => return Ok(None),
+        AuthChange::Disable => next.enabled = false,
+        AuthChange::UserAdd { name, .. } if name.is_empty() => return Err(Error::UserEmpty),
+        AuthChange::UserAdd {
+            name,
+            password,
+            no_password,
+        } => {
+            if s.users.contains_key(name) {
+                return Err(Error::UserAlreadyExist);
+            }
+            let password = if *no_password {
+                String::new()
+            } else {
+                password.clone()
+            };
+            let user = User {
+                password,
+                no_password: *no_password,
+                roles: Vec::new(),
+            };
+            next.users.insert(name.clone(), user);
+        }
+        AuthChange::UserDelete { name } => {
+            if s.enabled && name == ROOT {
+                return Err(Error::InvalidAuthMgmt);
+            }
+            if next.users.remove(name).is_none() {
+                return Err(Error::UserNotFound);
+            }
+        }
+        AuthChange::UserChangePassword { name, password } => match next.users.get_mut(name) {
+            None => return Err(Error::UserNotFound),
+            Some(u) => u.password = password.clone(),
+        },
+        AuthChange::UserGrantRole { user, role } => {
+            let Some(u) = next.users.get_mut(user) else {
+                return Err(Error::UserNotFound);
+            };
+            if role != ROOT && !s.roles.contains_key(role) {
+                return Err(Error::RoleNotFound);
+            }
+            if u.roles.contains(role) {
+                return Ok(None);
+            }
+            u.roles.push(role.clone());
+            u.roles.sort();
+        }
+        AuthChange::UserRevokeRole { user, role } => {
+            if s.enabled && user == ROOT && role == ROOT {
+                return Err(Error::InvalidAuthMgmt);
+            }
+            let Some(u) = next.users.get_mut(user) else {
+                return Err(Error::UserNotFound);
+            };
+            let before = u.roles.len();
+            u.roles.retain(|r| r != role);
+            if u.roles.len() == before {
+                return Err(Error::RoleNotGranted);
+            }
+        }
+        AuthChange::RoleAdd { name } if name.is_empty() => return Err(Error::RoleEmpty),
+        AuthChange::RoleAdd { name } => {
+            if s.roles.contains_key(name) {
+                return Err(Error::RoleAlreadyExist);
+            }
+            next.roles.insert(name.clone(), Role::default());
+        }
+        AuthChange::RoleDelete { name } => {
+            if s.enabled && name == ROOT {
+                return Err(Error::InvalidAuthMgmt);
+            }
+            if next.roles.remove(name).is_none() {
+                return Err(Error::RoleNotFound);
+            }
+            // A deleted role is revoked from every user that had it.
+            for u in next.users.values_mut() {
+                u.roles.retain(|r| r != name);
+            }
+        }
+        AuthChange::RoleGrantPermission { role, permission } => {
+            let Some(r) = next.roles.get_mut(role) else {
+                return Err(Error::RoleNotFound);
+            };
+            // A grant on the same key and range end replaces that permission's type; otherwise
+            // it joins the list, which stays ordered by key (grant order among equal keys).
+            let same = r
+                .permissions
+                .iter_mut()
+                .find(|p| p.key == permission.key && p.range_end == permission.range_end);
+            match same {
+                Some(p) => p.kind = permission.kind,
+                None => {
+                    let at = r.permissions.partition_point(|p| p.key <= permission.key);
+                    r.permissions.insert(at, permission.clone());
+                }
+            }
+        }
+        AuthChange::RoleRevokePermission {
+            role,
+            key,
+            range_end,
+        } => {
+            let Some(r) = next.roles.get_mut(role) else {
+                return Err(Error::RoleNotFound);
+            };
+            let at = r
+                .permissions
+                .iter()
+                .position(|p| p.key == *key && p.range_end == *range_end);
+            match at {
+                Some(at) => {
+                    r.permissions.remove(at);
+                }
+                None => return Err(Error::PermissionNotGranted),
+            }
+        }
+    }
+    next.revision += 1;
+    Ok(Some(next))
 }
 
 /// A lease running out: the same as a revoke, without a client.
@@ -617,6 +790,7 @@ mod tests {
                     step: t.last_step(),
                 },
                 r,
+                None,
                 2,
             );
             if !exec.ops.is_empty() {
@@ -735,5 +909,104 @@ mod tests {
         assert_eq!(read(4), Err(Error::FutureRevision));
         assert_eq!(read(3).unwrap().kvs[0].value, "2");
         assert_eq!(read(3).unwrap().revision, 3);
+    }
+
+    #[test]
+    fn auth_changes_follow_etcds_rules() {
+        use t4_core::auth::{Permission, PermissionKind};
+        fn apply(s: &mut AuthState, change: AuthChange) -> Result<bool, Error> {
+            let next = auth_change(s, &change)?;
+            let changed = next.is_some();
+            if let Some(next) = next {
+                assert_eq!(next.revision, s.revision + 1);
+                *s = next;
+            }
+            Ok(changed)
+        }
+        let mut s = AuthState::default();
+        assert_eq!(
+            apply(&mut s, AuthChange::Enable),
+            Err(Error::RootUserNotExist)
+        );
+        let user = |name: &str| AuthChange::UserAdd {
+            name: name.into(),
+            password: "h".into(),
+            no_password: false,
+        };
+        assert_eq!(apply(&mut s, user("root")), Ok(true));
+        assert_eq!(
+            apply(&mut s, AuthChange::Enable),
+            Err(Error::RootRoleNotExist)
+        );
+        let grant = |user: &str, role: &str| AuthChange::UserGrantRole {
+            user: user.into(),
+            role: role.into(),
+        };
+        assert_eq!(apply(&mut s, grant("root", ROOT)), Ok(true));
+        assert_eq!(
+            apply(&mut s, grant("root", ROOT)),
+            Ok(false),
+            "already in effect"
+        );
+        assert_eq!(apply(&mut s, AuthChange::Enable), Ok(true));
+        assert_eq!(apply(&mut s, AuthChange::Enable), Ok(false));
+        assert_eq!(
+            apply(&mut s, AuthChange::UserDelete { name: ROOT.into() }),
+            Err(Error::InvalidAuthMgmt)
+        );
+        assert_eq!(apply(&mut s, user("alice")), Ok(true));
+        assert_eq!(apply(&mut s, user("alice")), Err(Error::UserAlreadyExist));
+        assert_eq!(
+            apply(&mut s, grant("alice", "reader")),
+            Err(Error::RoleNotFound)
+        );
+        let role = |name: &str| AuthChange::RoleAdd { name: name.into() };
+        assert_eq!(apply(&mut s, role("reader")), Ok(true));
+        assert_eq!(apply(&mut s, grant("alice", "reader")), Ok(true));
+        let perm = |key: &str, kind| AuthChange::RoleGrantPermission {
+            role: "reader".into(),
+            permission: Permission {
+                kind,
+                key: key.into(),
+                range_end: Vec::new(),
+            },
+        };
+        assert_eq!(apply(&mut s, perm("b", PermissionKind::Read)), Ok(true));
+        assert_eq!(apply(&mut s, perm("a", PermissionKind::Read)), Ok(true));
+        // Granting again replaces the type, and still counts as a change.
+        assert_eq!(apply(&mut s, perm("b", PermissionKind::Write)), Ok(true));
+        let keys: Vec<_> = s.roles["reader"]
+            .permissions
+            .iter()
+            .map(|p| (p.key.clone(), p.kind))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                (b"a".to_vec(), PermissionKind::Read),
+                (b"b".to_vec(), PermissionKind::Write)
+            ]
+        );
+        // Deleting a role takes it from its users.
+        assert_eq!(
+            apply(
+                &mut s,
+                AuthChange::RoleDelete {
+                    name: "reader".into()
+                }
+            ),
+            Ok(true)
+        );
+        assert!(s.users["alice"].roles.is_empty());
+        assert_eq!(
+            apply(
+                &mut s,
+                AuthChange::UserRevokeRole {
+                    user: "alice".into(),
+                    role: "reader".into()
+                }
+            ),
+            Err(Error::RoleNotGranted)
+        );
     }
 }

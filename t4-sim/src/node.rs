@@ -420,28 +420,30 @@ impl SimNode {
             return;
         }
         match msg {
-            ToNode::Call {
-                client,
-                op,
-                call: Call::Range(req),
-            } => {
-                let view = core.store().view();
-                let result = t4_core::mvcc::range(&view, &req).map(Reply::Range);
-                self.send_reply(env, client, op, result);
-            }
-            ToNode::Call {
-                client,
-                op,
-                call: Call::Request(request),
-            } => {
+            ToNode::Call { client, op, call } => {
+                let auth_revision = call.auth_revision();
+                let request = match call {
+                    Call::Range(req) => {
+                        let view = core.store().view();
+                        let result = t4_core::mvcc::range(&view, &req).map(Reply::Range);
+                        self.send_reply(env, client, op, result);
+                        return;
+                    }
+                    Call::Request(request) | Call::Checked { request, .. } => request,
+                };
                 self.next_request += 1;
                 let id = RequestId(self.next_request);
                 self.pending.insert(id, (client, op));
+                let input = Input::Request {
+                    id,
+                    request,
+                    auth_revision,
+                };
                 if self.config.inline_appends && !self.appends.is_empty() {
-                    self.queued.push(Input::Request { id, request });
+                    self.queued.push(input);
                     return;
                 }
-                core.handle(now, Input::Request { id, request });
+                core.handle(now, input);
                 self.drain(env);
             }
             ToNode::Watch {

@@ -10,8 +10,10 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use t4_core::auth::AuthState;
 use t4_core::wal::{Change, LogOp};
 use t4_core::{Event, EventKind, KeyRange, KeyValue, LeaseId, Revision};
 
@@ -45,6 +47,8 @@ pub struct Timeline {
     leases: BTreeMap<LeaseId, Vec<LeaseLife>>,
     /// The events of every revision, with `prev_kv`, in log order.
     events: BTreeMap<Revision, Vec<Event>>,
+    /// `(step, state)` of every auth change, in log order.
+    auths: Vec<(usize, Arc<AuthState>)>,
 }
 
 impl Default for Timeline {
@@ -62,6 +66,7 @@ impl Timeline {
             compacts: Vec::new(),
             leases: BTreeMap::new(),
             events: BTreeMap::new(),
+            auths: Vec::new(),
         }
     }
 
@@ -134,7 +139,7 @@ impl Timeline {
                     }
                 }
                 LogOp::Compact { revision } => self.compacts.push((step, *revision)),
-                LogOp::Auth(_) => {}
+                LogOp::Auth(state) => self.auths.push((step, state.clone())),
             }
         }
         self.revs.push(rev);
@@ -146,6 +151,7 @@ impl Timeline {
         let mut rev = self.revs[q];
         let mut compact = self.compact_at(q);
         let mut live: BTreeMap<LeaseId, bool> = BTreeMap::new();
+        let mut auth: Option<Arc<AuthState>> = None;
         for op in ops {
             match op {
                 LogOp::Revision { revision, changes } => {
@@ -195,10 +201,28 @@ impl Timeline {
                     }
                     compact = *revision;
                 }
-                LogOp::Auth(_) => {}
+                LogOp::Auth(state) => {
+                    let before = auth.unwrap_or_else(|| self.auth_at(q));
+                    if state.revision != before.revision + 1 {
+                        return Err(format!(
+                            "auth revision {} follows auth revision {}: a change must raise it by one",
+                            state.revision, before.revision
+                        ));
+                    }
+                    auth = Some(state.clone());
+                }
             }
         }
         Ok(())
+    }
+
+    /// The auth state after step `q`.
+    pub fn auth_at(&self, q: usize) -> Arc<AuthState> {
+        let i = self.auths.partition_point(|(s, _)| *s <= q);
+        match i.checked_sub(1) {
+            Some(i) => self.auths[i].1.clone(),
+            None => Arc::default(),
+        }
     }
 
     /// The compact revision after step `q`.
@@ -281,7 +305,7 @@ impl Timeline {
     }
 
     /// A digest of the state after the last step: revision, compact revision, every live
-    /// key, every live lease. Two stores with equal digests hold the same data.
+    /// key, every live lease, the auth state. Two stores with equal digests hold the same data.
     pub fn digest(&self) -> u64 {
         let q = self.last_step();
         let rev = self.revs[q];
@@ -295,8 +319,14 @@ impl Timeline {
             h.write_i64(id);
             h.write_i64(self.lease_ttl(id, q).unwrap_or(0));
         }
+        digest_auth(&mut h, &self.auth_at(q));
         h.finish()
     }
+}
+
+/// Adds an auth state to a digest.
+pub fn digest_auth(h: &mut Fnv64, auth: &AuthState) {
+    h.write(&auth.encode());
 }
 
 /// Adds one key-value pair to a digest.

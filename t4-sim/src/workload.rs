@@ -7,12 +7,15 @@
 //! which is what lets the checkers tell which request a committed change came from.
 //!
 //! Each seed also draws the *mix* of operations (swarm testing): some runs are all CAS, some
-//! compact hard, some live on leases.
+//! compact hard, some live on leases, some change users, roles and permissions (client 0
+//! may also create `root` and enable authentication) while puts claim the auth revision a
+//! server would have checked them at.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use t4_core::auth::{AuthChange, Permission, PermissionKind, ROOT};
 use t4_core::request::{
     CompactRequest, Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest,
     RangeRequest, RequestOp, ResponseOp, TxnRequest,
@@ -60,10 +63,14 @@ pub enum OpKind {
     LeaseTimeToLive,
     /// List leases.
     LeaseLeases,
+    /// Change users, roles or permissions (never a change already in effect).
+    AuthChange,
+    /// Put a key, claiming the auth revision last seen (as a server's permission check).
+    CheckedPut,
 }
 
 /// Every kind, in a fixed order.
-pub const ALL_KINDS: [OpKind; 17] = [
+pub const ALL_KINDS: [OpKind; 19] = [
     OpKind::Put,
     OpKind::PutWithLease,
     OpKind::Get,
@@ -81,6 +88,8 @@ pub const ALL_KINDS: [OpKind; 17] = [
     OpKind::LeaseRevoke,
     OpKind::LeaseTimeToLive,
     OpKind::LeaseLeases,
+    OpKind::AuthChange,
+    OpKind::CheckedPut,
 ];
 
 /// The shape of a run's workload.
@@ -168,6 +177,30 @@ pub struct Client {
     leases: Vec<LeaseId>,
     next_lease: i64,
     watches: usize,
+    /// The highest auth revision seen in an answer.
+    auth_revision: u64,
+    auth: OwnAuth,
+}
+
+/// The users, roles and permissions a client created and has not deleted. Names are the
+/// client's own, so no other client touches them, and no change it sends is already in
+/// effect (etcd would answer success and write nothing).
+#[derive(Debug, Default)]
+struct OwnAuth {
+    users: Vec<String>,
+    roles: Vec<String>,
+    /// `(user, role)` granted.
+    granted: Vec<(String, String)>,
+    /// Every `(user, role)` ever granted: a pair is granted once only, since a revoke whose
+    /// answer was lost may not have happened, and a second grant would then change nothing.
+    ever_granted: Vec<(String, String)>,
+    /// `(role, key, types granted so far)` of permissions granted: a grant on the same key
+    /// again (which replaces the type) uses a type not granted there before, so that no two
+    /// grants are alike (the checker tells requests apart by their effect).
+    permissions: Vec<(String, Vec<u8>, Vec<PermissionKind>)>,
+    /// Client 0's steps towards enabling authentication: add root, grant it the root role,
+    /// enable (each sent once).
+    root_steps: u8,
 }
 
 fn key(i: usize) -> Bytes {
@@ -188,6 +221,135 @@ impl Client {
             leases: Vec::new(),
             next_lease: 0,
             watches: 0,
+            auth_revision: 0,
+            auth: OwnAuth::default(),
+        }
+    }
+
+    /// A fresh name for a user or role.
+    fn name(&mut self, kind: &str) -> String {
+        self.seq += 1;
+        format!("{kind}{}.{}", self.id, self.seq)
+    }
+
+    /// An auth change that changes the state or fails, never one already in effect.
+    fn auth_change(&mut self) -> AuthChange {
+        if self.id == 0 && self.auth.root_steps < 3 && self.rng.chance(250_000) {
+            self.auth.root_steps += 1;
+            return match self.auth.root_steps {
+                1 => AuthChange::UserAdd {
+                    name: ROOT.into(),
+                    password: "root-hash".into(),
+                    no_password: false,
+                },
+                2 => AuthChange::UserGrantRole {
+                    user: ROOT.into(),
+                    role: ROOT.into(),
+                },
+                _ => AuthChange::Enable,
+            };
+        }
+        let own = &mut self.auth;
+        match self.rng.below(9) {
+            0 if !own.users.is_empty() => {
+                let name = own.users.swap_remove(self.rng.index(own.users.len()));
+                own.granted.retain(|(u, _)| *u != name);
+                AuthChange::UserDelete { name }
+            }
+            1 if !own.roles.is_empty() => {
+                let name = own.roles.swap_remove(self.rng.index(own.roles.len()));
+                own.granted.retain(|(_, r)| *r != name);
+                own.permissions.retain(|(r, _, _)| *r != name);
+                AuthChange::RoleDelete { name }
+            }
+            2 if !own.users.is_empty() && !own.roles.is_empty() => {
+                let user = own.users[self.rng.index(own.users.len())].clone();
+                let role = own.roles[self.rng.index(own.roles.len())].clone();
+                let pair = (user.clone(), role.clone());
+                if let Some(at) = own.granted.iter().position(|p| *p == pair) {
+                    own.granted.swap_remove(at);
+                    AuthChange::UserRevokeRole { user, role }
+                } else if own.ever_granted.contains(&pair) {
+                    AuthChange::UserRevokeRole { user, role }
+                } else {
+                    own.granted.push(pair.clone());
+                    own.ever_granted.push(pair);
+                    AuthChange::UserGrantRole { user, role }
+                }
+            }
+            3 if !own.granted.is_empty() => {
+                let (user, role) = own.granted.swap_remove(self.rng.index(own.granted.len()));
+                AuthChange::UserRevokeRole { user, role }
+            }
+            4 | 5 if !own.roles.is_empty() => {
+                const KINDS: [PermissionKind; 3] = [
+                    PermissionKind::Read,
+                    PermissionKind::Write,
+                    PermissionKind::ReadWrite,
+                ];
+                let kind = *self.rng.pick(&KINDS);
+                // Again on a key granted before (replacing its type), or on a new key.
+                let again = own
+                    .permissions
+                    .iter()
+                    .position(|(_, _, used)| !used.contains(&kind))
+                    .filter(|_| self.rng.chance(300_000));
+                let (role, key) = match again {
+                    Some(at) => {
+                        let (role, key, used) = &mut own.permissions[at];
+                        used.push(kind);
+                        (role.clone(), key.clone())
+                    }
+                    None => {
+                        let role = own.roles[self.rng.index(own.roles.len())].clone();
+                        self.seq += 1;
+                        let key = format!("k{:02}/{}.{}", self.seq % 12, self.id, self.seq);
+                        let key = key.into_bytes();
+                        own.permissions
+                            .push((role.clone(), key.clone(), vec![kind]));
+                        (role, key)
+                    }
+                };
+                AuthChange::RoleGrantPermission {
+                    role,
+                    permission: Permission {
+                        kind,
+                        key,
+                        range_end: Vec::new(),
+                    },
+                }
+            }
+            6 if !own.permissions.is_empty() => {
+                let at = self.rng.index(own.permissions.len());
+                let (role, key, _) = own.permissions.swap_remove(at);
+                AuthChange::RoleRevokePermission {
+                    role,
+                    key,
+                    range_end: Vec::new(),
+                }
+            }
+            7 if !own.users.is_empty() => {
+                // A password never used before: no two changes are alike.
+                self.seq += 1;
+                AuthChange::UserChangePassword {
+                    name: own.users[self.rng.index(own.users.len())].clone(),
+                    password: format!("hash{}.{}", self.id, self.seq),
+                }
+            }
+            0 | 2 | 7 => {
+                let name = self.name("u");
+                self.auth.users.push(name.clone());
+                AuthChange::UserAdd {
+                    name,
+                    password: "hash".into(),
+                    no_password: self.rng.chance(200_000),
+                }
+            }
+            _ => {
+                let name = self.name("r");
+                self.auth.roles.push(name.clone());
+                AuthChange::RoleAdd { name }
+            }
         }
     }
 
@@ -407,6 +569,19 @@ impl Client {
                 })
             }
             OpKind::LeaseLeases => Call::Request(Request::LeaseLeases),
+            OpKind::AuthChange => Call::Request(Request::Auth(self.auth_change())),
+            OpKind::CheckedPut => {
+                let k = self.any_key(cfg);
+                let value = self.value();
+                Call::Checked {
+                    request: Request::Put(PutRequest {
+                        key: k,
+                        value,
+                        ..Default::default()
+                    }),
+                    auth_revision: self.auth_revision,
+                }
+            }
         };
         Some(ClientAction::Call(call))
     }
@@ -447,7 +622,7 @@ impl Client {
     fn observe_response(&mut self, call: &Call, resp: &Response) {
         let rev = match resp {
             Response::Put(p) => {
-                if let Call::Request(Request::Put(req)) = call {
+                if let Some(Request::Put(req)) = call.request() {
                     self.seen
                         .insert(req.key.clone(), (p.revision, req.value.clone()));
                 }
@@ -492,7 +667,10 @@ impl Client {
             }
             Response::LeaseTimeToLive(t) => t.revision,
             Response::LeaseLeases(l) => l.revision,
-            Response::Auth(a) => a.revision,
+            Response::Auth(a) => {
+                self.auth_revision = self.auth_revision.max(a.state.revision);
+                a.revision
+            }
         };
         self.last_rev = self.last_rev.max(rev);
     }

@@ -66,6 +66,8 @@ pub(crate) enum Command {
     /// A client request and where to send its answer.
     Request {
         request: Request,
+        /// See [`t4_core::Input::Request`].
+        auth_revision: Option<u64>,
         reply: oneshot::Sender<Result<Response, t4_core::Error>>,
     },
     /// An IO the core asked for finished.
@@ -126,8 +128,22 @@ pub(crate) struct Shared {
     pub(crate) unuploaded: watch::Receiver<u64>,
     /// The auth state as answered ([`crate::Node::auth`]).
     pub(crate) auth: Mutex<Arc<t4_core::auth::AuthState>>,
-    /// Whether the published auth state is enabled (read without the lock).
-    pub(crate) auth_enabled: std::sync::atomic::AtomicBool,
+    /// The published auth state's revision and enabled flag, read together without the lock:
+    /// `revision << 1 | enabled`.
+    pub(crate) auth_status: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    /// Makes `state` the published auth state unless a later one is published already.
+    pub(crate) fn publish_auth(&self, state: &Arc<t4_core::auth::AuthState>) {
+        let mut published = self.auth.lock().unwrap_or_else(|e| e.into_inner());
+        if state.revision >= published.revision {
+            let status = state.revision << 1 | u64::from(state.enabled);
+            self.auth_status
+                .store(status, std::sync::atomic::Ordering::Release);
+            *published = state.clone();
+        }
+    }
 }
 
 /// The core's task's ends of the channels in [`Shared`].
@@ -185,7 +201,7 @@ pub(crate) fn spawn(
         answered: 0,
         background: Vec::new(),
         refreshed_index: 0,
-        failure: Arc::downgrade(shared),
+        shared: Arc::downgrade(shared),
         pending: HashMap::new(),
         checkpoints: HashMap::new(),
         next_request: 0,
@@ -254,7 +270,8 @@ struct Driver {
     applier: Applier,
     /// The apply the core asked for in this round, with what was polled after it.
     apply: Option<Job>,
-    failure: std::sync::Weak<Shared>,
+    /// What the node's handles share (the failure reason, the published auth state).
+    shared: std::sync::Weak<Shared>,
     pending: HashMap<RequestId, oneshot::Sender<Result<Response, t4_core::Error>>>,
     /// On-demand checkpoints waiting for the core's answer.
     checkpoints: HashMap<RequestId, oneshot::Sender<Result<CheckpointInfo, String>>>,
@@ -322,14 +339,22 @@ impl Driver {
             let mut taken = 0;
             while let Some(command) = next.take() {
                 match command {
-                    Command::Request { request, reply } => {
+                    Command::Request {
+                        request,
+                        auth_revision,
+                        reply,
+                    } => {
                         if shutdown.is_some() {
                             let _ = reply.send(Err(t4_core::Error::Stopped));
                         } else {
                             self.next_request += 1;
                             let id = RequestId(self.next_request);
                             self.pending.insert(id, reply);
-                            requests.push(Input::Request { id, request });
+                            requests.push(Input::Request {
+                                id,
+                                request,
+                                auth_revision,
+                            });
                         }
                     }
                     Command::IoDone { io, result } => self
@@ -589,6 +614,13 @@ impl Driver {
                     // At once, even while the apply before it runs: the write is durable, the
                     // slot's acknowledged revision was raised when the apply was polled, and
                     // reads wait for the view to reach it.
+                    if let Ok(Response::Auth(answer)) = &result
+                        && let Some(shared) = self.shared.upgrade()
+                    {
+                        // Here rather than by the caller, who may be gone: the change is
+                        // made, and the checks of every later request must see it.
+                        shared.publish_auth(&answer.state);
+                    }
                     if let Some(reply) = self.pending.remove(&id) {
                         let _ = reply.send(result);
                         self.answered += 1;
@@ -607,7 +639,7 @@ impl Driver {
                     } else {
                         tracing::error!(%reason, "t4 node stopped accepting writes; reads continue; restart the node to recover");
                     }
-                    if let Some(shared) = self.failure.upgrade() {
+                    if let Some(shared) = self.shared.upgrade() {
                         *shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
                     }
                 }

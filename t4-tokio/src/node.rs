@@ -140,7 +140,7 @@ impl Node {
         // Serving, with nothing asked yet: the store holds the decided auth state, recovered
         // from the WAL or the bucket.
         let auth = node.shared.store.read(|s| s.auth())??;
-        node.publish_auth(auth);
+        node.shared.publish_auth(&auth);
         Ok(node)
     }
 
@@ -214,7 +214,7 @@ impl Node {
             serving: serving_rx,
             unuploaded: unuploaded_rx,
             auth: Mutex::default(),
-            auth_enabled: Default::default(),
+            auth_status: Default::default(),
         });
         let outlets = Outlets {
             events: events_tx,
@@ -237,10 +237,24 @@ impl Node {
     }
 
     pub(crate) async fn request(&self, request: Request) -> Result<Response> {
+        self.request_checked(request, None).await
+    }
+
+    /// A request whose caller's permissions were checked at `auth_revision` (see
+    /// [`t4_core::Input::Request`]).
+    pub(crate) async fn request_checked(
+        &self,
+        request: Request,
+        auth_revision: Option<u64>,
+    ) -> Result<Response> {
         let (reply, answer) = oneshot::channel();
         self.shared
             .commands
-            .send(Command::Request { request, reply })
+            .send(Command::Request {
+                request,
+                auth_revision,
+                reply,
+            })
             .map_err(|_| Error::Closed)?;
         answer
             .await
@@ -295,7 +309,19 @@ impl Node {
     /// # }
     /// ```
     pub async fn put_with(&self, req: PutRequest) -> Result<PutResponse> {
-        match self.request(Request::Put(req)).await? {
+        self.put_checked(req, None).await
+    }
+
+    /// [`Node::put_with`] for a caller checked at `auth_revision` ([`crate::auth::Checked`]).
+    pub(crate) async fn put_checked(
+        &self,
+        req: PutRequest,
+        auth_revision: Option<u64>,
+    ) -> Result<PutResponse> {
+        match self
+            .request_checked(Request::Put(req), auth_revision)
+            .await?
+        {
             Response::Put(r) => Ok(r),
             other => unreachable!("put answered with {other:?}"),
         }
@@ -465,7 +491,19 @@ impl Node {
     /// # }
     /// ```
     pub async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
-        match self.request(Request::DeleteRange(req)).await? {
+        self.delete_range_checked(req, None).await
+    }
+
+    /// [`Node::delete_range`] for a caller checked at `auth_revision`.
+    pub(crate) async fn delete_range_checked(
+        &self,
+        req: DeleteRangeRequest,
+        auth_revision: Option<u64>,
+    ) -> Result<DeleteRangeResponse> {
+        match self
+            .request_checked(Request::DeleteRange(req), auth_revision)
+            .await?
+        {
             Response::DeleteRange(r) => Ok(r),
             other => unreachable!("delete answered with {other:?}"),
         }
@@ -504,7 +542,19 @@ impl Node {
     /// # }
     /// ```
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
-        match self.request(Request::Txn(req)).await? {
+        self.txn_checked(req, None).await
+    }
+
+    /// [`Node::txn`] for a caller checked at `auth_revision`.
+    pub(crate) async fn txn_checked(
+        &self,
+        req: TxnRequest,
+        auth_revision: Option<u64>,
+    ) -> Result<TxnResponse> {
+        match self
+            .request_checked(Request::Txn(req), auth_revision)
+            .await?
+        {
             Response::Txn(r) => Ok(r),
             other => unreachable!("txn answered with {other:?}"),
         }
@@ -623,7 +673,19 @@ impl Node {
     /// Revokes a lease, deleting its keys in one revision; returns that revision. Fails
     /// with etcd's `LeaseNotFound` for an unknown lease. etcd: `LeaseRevoke`.
     pub async fn lease_revoke(&self, id: LeaseId) -> Result<Revision> {
-        match self.request(Request::LeaseRevoke { id }).await? {
+        self.lease_revoke_checked(id, None).await
+    }
+
+    /// [`Node::lease_revoke`] for a caller checked at `auth_revision`.
+    pub(crate) async fn lease_revoke_checked(
+        &self,
+        id: LeaseId,
+        auth_revision: Option<u64>,
+    ) -> Result<Revision> {
+        match self
+            .request_checked(Request::LeaseRevoke { id }, auth_revision)
+            .await?
+        {
             Response::LeaseRevoke(r) => Ok(r.revision),
             other => unreachable!("lease revoke answered with {other:?}"),
         }

@@ -103,23 +103,43 @@ impl Driver {
 
     /// Submits a request; returns its id. Completes no IO.
     pub fn submit(&mut self, request: Request) -> RequestId {
+        self.submit_checked(request, None)
+    }
+
+    /// Submits a request whose caller was checked at `auth_revision`; returns its id.
+    pub fn submit_checked(&mut self, request: Request, auth_revision: Option<u64>) -> RequestId {
         self.next_request += 1;
         let id = RequestId(self.next_request);
-        self.core.handle(self.now, Input::Request { id, request });
+        let input = Input::Request {
+            id,
+            request,
+            auth_revision,
+        };
+        self.core.handle(self.now, input);
         self.drain();
         id
     }
 
     /// Submits several requests with one [`Core::handle_all`]; returns their ids.
     pub fn submit_all(&mut self, requests: Vec<Request>) -> Vec<RequestId> {
+        let requests = requests.into_iter().map(|r| (r, None)).collect();
+        self.submit_all_checked(requests)
+    }
+
+    /// [`Driver::submit_all`] with the auth revision each caller was checked at.
+    pub fn submit_all_checked(&mut self, requests: Vec<(Request, Option<u64>)>) -> Vec<RequestId> {
         let mut ids = Vec::new();
         let inputs: Vec<Input> = requests
             .into_iter()
-            .map(|request| {
+            .map(|(request, auth_revision)| {
                 self.next_request += 1;
                 let id = RequestId(self.next_request);
                 ids.push(id);
-                Input::Request { id, request }
+                Input::Request {
+                    id,
+                    request,
+                    auth_revision,
+                }
             })
             .collect();
         self.core.handle_all(self.now, inputs);

@@ -95,10 +95,7 @@ struct Item<'h> {
 
 impl Item<'_> {
     fn request(&self) -> Option<&Request> {
-        match &self.op.call {
-            Call::Request(r) => Some(r),
-            Call::Range(_) => None,
-        }
+        self.op.call.request()
     }
 
     fn response(&self) -> Option<Result<&Response, &Error>> {
@@ -125,6 +122,9 @@ fn changed_state(req: &Request, resp: &Response) -> bool {
         (Request::DeleteRange(_), Response::DeleteRange(d)) => d.deleted > 0,
         (Request::Txn(_), Response::Txn(t)) => ops_wrote(&t.responses),
         (Request::Compact(_) | Request::LeaseGrant { .. } | Request::LeaseRevoke { .. }, _) => true,
+        // The workload sends no change that is already in effect (etcd answers those with
+        // success and writes nothing), so an accepted change wrote.
+        (Request::Auth(_), _) => true,
         _ => false,
     }
 }
@@ -147,7 +147,9 @@ fn classify(op: &Op, config: CheckConfig) -> Class {
         // (and acknowledged to nobody) later, or lost with its batch — unknown, as documented.
         (_, Outcome::Err(Error::ObjectStoreUnavailable(_))) => Class::Unknown,
         (_, Outcome::Err(Error::Failed(_) | Error::Stopped)) => Class::Failed,
-        (Call::Request(req), Outcome::Ok(Reply::Response(resp))) if changed_state(req, resp) => {
+        (call, Outcome::Ok(Reply::Response(resp)))
+            if call.request().is_some_and(|req| changed_state(req, resp)) =>
+        {
             Class::Write
         }
         _ => Class::Observe,
@@ -231,6 +233,8 @@ struct Checker<'h> {
     grants: BTreeMap<LeaseId, Vec<usize>>,
     revokes: BTreeMap<LeaseId, Vec<usize>>,
     compacts: BTreeMap<Revision, Vec<usize>>,
+    /// Auth changes that may have written.
+    auths: Vec<usize>,
     /// Lease expiries in the log: the lease, and when the entry holding its revoke was
     /// started (the expiry was decided no later).
     expiries: Vec<(LeaseId, Instant)>,
@@ -277,6 +281,7 @@ impl<'h> Checker<'h> {
             deleters: Vec::new(),
             grants: BTreeMap::new(),
             revokes: BTreeMap::new(),
+            auths: Vec::new(),
             compacts: BTreeMap::new(),
             expiries: Vec::new(),
             rebuilds: &history.rebuilds,
@@ -320,6 +325,7 @@ impl<'h> Checker<'h> {
                 Request::LeaseGrant { id, .. } => self.grants.entry(*id).or_default().push(i),
                 Request::LeaseRevoke { id } => self.revokes.entry(*id).or_default().push(i),
                 Request::Compact(c) => self.compacts.entry(c.revision).or_default().push(i),
+                Request::Auth(_) => self.auths.push(i),
                 _ => {}
             }
         }
@@ -348,7 +354,10 @@ impl<'h> Checker<'h> {
         match producer {
             Producer::Expiry(id) => model::expire(&at, id),
             Producer::Item(i) => match self.items[i].request() {
-                Some(req) => model::execute(&at, req, self.config.min_lease_ttl),
+                Some(req) => {
+                    let checked = self.items[i].op.call.auth_revision();
+                    model::execute(&at, req, checked, self.config.min_lease_ttl)
+                }
                 None => Exec {
                     result: Err(Error::Store("a read cannot write".into())),
                     ops: Vec::new(),
@@ -527,8 +536,7 @@ impl<'h> Checker<'h> {
                 LogOp::Compact { revision } => {
                     out.extend(self.compacts.get(revision).into_iter().flatten().copied())
                 }
-                // The simulated clients change no auth state.
-                LogOp::Auth(_) => {}
+                LogOp::Auth(_) => out.extend(self.auths.iter().copied()),
             }
         }
         out
@@ -597,8 +605,12 @@ impl<'h> Checker<'h> {
                 let c = self.compacts.get(revision).cloned().unwrap_or_default();
                 (one(self.pick(&c, &ops[i..i + 1], written_at)), None)
             }
-            // The simulated clients change no auth state: nothing to attribute.
-            LogOp::Auth(_) => (one(None), None),
+            // The new state names no request: the first candidate whose change here gives
+            // exactly this state.
+            LogOp::Auth(_) => (
+                one(self.pick(&self.auths, &ops[i..i + 1], written_at)),
+                None,
+            ),
         }
     }
 
@@ -772,9 +784,9 @@ impl<'h> Checker<'h> {
                     .max()
                     .unwrap_or(0)
             });
-            let asked = match &op.call {
-                Call::Range(r) => r.revision,
-                Call::Request(Request::Compact(c)) => c.revision,
+            let asked = match (&op.call, op.call.request()) {
+                (Call::Range(r), _) => r.revision,
+                (_, Some(Request::Compact(c))) => c.revision,
                 _ => 0,
             };
             if asked > 0 && asked <= floor {
@@ -788,14 +800,16 @@ impl<'h> Checker<'h> {
             (Call::Range(req), Outcome::Err(e)) => {
                 matches!(model::range(&at, req), Err(ref m) if m == e)
             }
-            (Call::Request(req), Outcome::Ok(Reply::Response(seen))) => {
-                let exec = model::execute(&at, req, self.config.min_lease_ttl);
+            (call, Outcome::Ok(Reply::Response(seen))) => call.request().is_some_and(|req| {
+                let exec =
+                    model::execute(&at, req, call.auth_revision(), self.config.min_lease_ttl);
                 exec.ops.is_empty() && model::matches(&exec.result, &Ok(seen.clone()))
-            }
-            (Call::Request(req), Outcome::Err(e)) => {
-                let exec = model::execute(&at, req, self.config.min_lease_ttl);
+            }),
+            (call, Outcome::Err(e)) => call.request().is_some_and(|req| {
+                let exec =
+                    model::execute(&at, req, call.auth_revision(), self.config.min_lease_ttl);
                 exec.ops.is_empty() && exec.result.as_ref().err() == Some(e)
-            }
+            }),
             _ => false,
         }
     }
@@ -910,10 +924,13 @@ impl<'h> Checker<'h> {
                 Ok(resp) => Outcome::Ok(Reply::Range(resp)).to_string(),
                 Err(e) => Outcome::Err(e).to_string(),
             },
-            Call::Request(r) => match model::execute(&at, r, self.config.min_lease_ttl).result {
-                Ok(resp) => Outcome::Ok(Reply::Response(resp)).to_string(),
-                Err(e) => Outcome::Err(e).to_string(),
-            },
+            Call::Request(r) | Call::Checked { request: r, .. } => {
+                let checked = op.call.auth_revision();
+                match model::execute(&at, r, checked, self.config.min_lease_ttl).result {
+                    Ok(resp) => Outcome::Ok(Reply::Response(resp)).to_string(),
+                    Err(e) => Outcome::Err(e).to_string(),
+                }
+            }
         };
         let header_note = match header {
             Some(h) if self.timeline.steps_of_revision(h).is_none() => {

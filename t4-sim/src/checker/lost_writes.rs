@@ -15,7 +15,7 @@ use t4_core::wal::{Change, LogOp};
 use t4_core::{KeyRange, LeaseId, Request, Response, Revision};
 
 use super::{Kind, Violation, Window};
-use crate::history::{Call, History, Outcome, Reply};
+use crate::history::{History, Outcome, Reply};
 use crate::logbook::Epoch;
 
 /// The puts a txn made, following the branches its response says it took.
@@ -67,7 +67,7 @@ pub fn check(history: &History, epoch: &Epoch, window: Window) -> Vec<Violation>
         .filter(|(_, at, _)| window.contains(*at))
         .map(|(id, _, reply)| (&history.ops[*id], reply));
     for (op, reply) in answered.chain(late) {
-        let (Call::Request(req), Reply::Response(resp)) = (&op.call, reply) else {
+        let (Some(req), Reply::Response(resp)) = (op.call.request(), reply) else {
             continue;
         };
         let problem = match (req, resp) {

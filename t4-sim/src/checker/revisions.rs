@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use t4_core::Revision;
 
 use super::{Kind, Violation, Window};
-use crate::history::{Call, History, Op, Outcome, Reply};
+use crate::history::{History, Op, Outcome, Reply};
 use crate::logbook::Epoch;
 
 /// Checks `epoch`'s log and the revisions acknowledged in `window`.
@@ -69,7 +69,7 @@ pub fn check(history: &History, epoch: &Epoch, window: Window) -> Vec<Violation>
         if !op.complete.is_some_and(|t| window.contains(t)) {
             continue;
         }
-        let (Call::Request(req), Outcome::Ok(Reply::Response(resp))) = (&op.call, &op.outcome)
+        let (Some(req), Outcome::Ok(Reply::Response(resp))) = (op.call.request(), &op.outcome)
         else {
             continue;
         };

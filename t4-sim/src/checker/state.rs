@@ -1,7 +1,8 @@
 //! Checker 5: the store's contents equal a replay of the committed log.
 //!
 //! Compared: the revision, the compact revision, the applied index, every live key with all
-//! its metadata, every lease with its TTL, and the events of every retained revision. The
+//! its metadata, every lease with its TTL, the auth state, and the events of every retained
+//! revision. The
 //! check runs after every restart (the crash image of the store plus WAL replay must rebuild
 //! exactly the committed state) and at the end of the run, where it also yields the state
 //! hash that is printed.
@@ -13,7 +14,7 @@ use t4_core::{Event, KeyRange, KeyValue, ReadView, Store};
 
 use super::{Kind, Violation};
 use crate::history::show_bytes;
-use crate::timeline::{Timeline, digest_kv};
+use crate::timeline::{Timeline, digest_auth, digest_kv};
 use crate::trace::Fnv64;
 
 /// A digest of a store in the same form as [`Timeline::digest`].
@@ -32,6 +33,8 @@ pub fn store_digest<S: Store>(store: &S) -> Result<u64, String> {
         h.write_i64(id);
         h.write_i64(ttl);
     }
+    let auth = store.auth().map_err(|e| e.to_string())?;
+    digest_auth(&mut h, &auth);
     Ok(h.finish())
 }
 
@@ -123,6 +126,15 @@ fn compare<S: Store>(
     if leases != want_leases {
         return Err(format!(
             "store leases {leases:x?}, log leases {want_leases:x?}"
+        ));
+    }
+    let auth = store
+        .auth()
+        .map_err(|e| format!("reading the auth state: {e}"))?;
+    let want_auth = timeline.auth_at(q);
+    if auth != want_auth {
+        return Err(format!(
+            "store auth state {auth:?}, log auth state {want_auth:?}"
         ));
     }
     // A store restored from a checkpoint at revision C holds C's state but not C's events.

@@ -323,7 +323,14 @@ impl Node {
     pub fn submit(&mut self, request: Request) -> RequestId {
         self.next_id += 1;
         let id = RequestId(self.next_id);
-        self.core.handle(self.now, Input::Request { id, request });
+        self.core.handle(
+            self.now,
+            Input::Request {
+                id,
+                request,
+                auth_revision: None,
+            },
+        );
         self.drain();
         id
     }
