@@ -50,6 +50,8 @@ pub struct T4 {
     pub data_dir: PathBuf,
     /// Keeps a temporary data directory alive (none when the caller chose the directory).
     _tempdir: Option<tempfile::TempDir>,
+    /// How clients reach a server started with TLS on its client port.
+    tls: Option<etcd_client::TlsOptions>,
     /// Everything the server logged so far.
     log: Arc<Mutex<String>>,
     /// The thread that copies the server's stderr into `log`; it ends when the process does.
@@ -72,12 +74,32 @@ impl T4 {
         T4::start_with_env(bin, data_dir, extra, &[]).await
     }
 
+    /// Like [`T4::start`] for a server with TLS on its client port (`--client-tls-*` among
+    /// `extra`): `tls` is what the clients of [`T4::client`] (and the readiness check) use.
+    pub async fn start_tls(bin: &str, extra: &[&str], tls: etcd_client::TlsOptions) -> T4 {
+        let dir = tempfile::tempdir().expect("creating a temporary data dir");
+        let path = dir.path().join("data");
+        let mut t4 = T4::launch(bin, &path, extra, &[], Some(tls)).await;
+        t4._tempdir = Some(dir);
+        t4
+    }
+
     /// Like [`T4::start_in`], with environment variables set for the process.
     pub async fn start_with_env(
         bin: &str,
         data_dir: &Path,
         extra: &[&str],
         env: &[(&str, &str)],
+    ) -> T4 {
+        T4::launch(bin, data_dir, extra, env, None).await
+    }
+
+    async fn launch(
+        bin: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        tls: Option<etcd_client::TlsOptions>,
     ) -> T4 {
         let mut cmd = Command::new(bin);
         cmd.arg("run")
@@ -120,6 +142,7 @@ impl T4 {
             endpoint: String::new(),
             data_dir: data_dir.to_path_buf(),
             _tempdir: None,
+            tls,
             log,
             log_reader: Some(log_reader),
         };
@@ -138,7 +161,7 @@ impl T4 {
     async fn wait_ready(&self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Ok(mut c) = etcd_client::Client::connect([&self.endpoint], None).await
+            if let Ok(mut c) = self.try_client().await
                 && c.status().await.is_ok()
             {
                 return;
@@ -155,9 +178,15 @@ impl T4 {
 
     /// A new client connected to the server.
     pub async fn client(&self) -> etcd_client::Client {
-        etcd_client::Client::connect([&self.endpoint], None)
-            .await
-            .expect("connecting to t4")
+        self.try_client().await.expect("connecting to t4")
+    }
+
+    async fn try_client(&self) -> Result<etcd_client::Client, etcd_client::Error> {
+        let options = self
+            .tls
+            .clone()
+            .map(|tls| etcd_client::ConnectOptions::new().with_tls(tls));
+        etcd_client::Client::connect([&self.endpoint], options).await
     }
 
     /// A raw gRPC channel to the server, for the generated `t4_proto` clients (to see wire
@@ -257,6 +286,35 @@ impl Drop for T4 {
             let _ = child.wait();
         }
     }
+}
+
+/// Sets up users as etcd's documentation does: `root` with the root role, and `alice`, whose
+/// role `app-reader` may read `app/` only. Authentication stays off.
+pub async fn add_root_and_alice(
+    client: &mut etcd_client::Client,
+    root_password: &str,
+    alice_password: &str,
+) {
+    let mut auth = client.auth_client();
+    auth.user_add("root", root_password, None)
+        .await
+        .expect("adding root");
+    auth.user_grant_role("root", "root")
+        .await
+        .expect("granting root the root role");
+    auth.role_add("app-reader")
+        .await
+        .expect("adding app-reader");
+    let read_app = etcd_client::Permission::read("app/").with_prefix();
+    auth.role_grant_permission("app-reader", read_app)
+        .await
+        .expect("granting app-reader its permission");
+    auth.user_add("alice", alice_password, None)
+        .await
+        .expect("adding alice");
+    auth.user_grant_role("alice", "app-reader")
+        .await
+        .expect("granting alice app-reader");
 }
 
 /// The gRPC status of an `etcd-client` error (panics if it is not one).

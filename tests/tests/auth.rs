@@ -59,16 +59,9 @@ fn anonymous() -> (Code, String) {
 /// Sets up, as etcd's documentation does: a root user with the root role, and alice, who may
 /// read `app/` only. Authentication is still off.
 async fn add_root_and_alice(c: &mut Client) {
-    let mut auth = c.auth_client();
-    auth.user_add("root", ROOT_PASSWORD, None).await.unwrap();
-    auth.role_add("root").await.unwrap();
-    auth.user_grant_role("root", "root").await.unwrap();
-    auth.role_add("app-reader").await.unwrap();
-    auth.role_grant_permission("app-reader", Permission::read("app/").with_prefix())
-        .await
-        .unwrap();
-    auth.user_add("alice", ALICE_PASSWORD, None).await.unwrap();
-    auth.user_grant_role("alice", "app-reader").await.unwrap();
+    // As etcd's documentation, with the root role added explicitly first.
+    c.auth_client().role_add("root").await.unwrap();
+    t4_e2e::add_root_and_alice(c, ROOT_PASSWORD, ALICE_PASSWORD).await;
 }
 
 /// What alice may and may not do: read `app/`, nothing else.

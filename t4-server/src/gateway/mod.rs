@@ -38,6 +38,7 @@ use tonic::Status;
 
 use crate::metrics::grpc::{Call, GrpcMetrics};
 use crate::services::Shared;
+use crate::services::access::Credentials;
 use crate::services::auth::AuthService;
 use crate::services::cluster::ClusterService;
 use crate::services::election::ElectionService;
@@ -348,8 +349,12 @@ impl Gateway {
         let mut reader = MessageReader::new(body, self.body_limit);
         match first(&mut reader).await {
             Ok(first) => {
-                let token = token.map(str::to_string);
-                json::lines(self.watch.serve(token, reader.rest(first)), call)
+                // As etcd's gateway: the token only, never the connection's certificate.
+                let credentials = Credentials {
+                    token: token.map(str::to_string),
+                    common_name: None,
+                };
+                json::lines(self.watch.serve(credentials, reader.rest(first)), call)
             }
             Err(reply) => reply,
         }

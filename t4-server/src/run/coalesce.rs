@@ -15,20 +15,19 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
 
-/// A TCP connection whose first write after each flush yields once (module docs).
+/// A connection whose first write after each flush yields once (module docs).
 #[derive(Debug)]
-pub struct Coalescing {
-    inner: TcpStream,
+pub struct Coalescing<S> {
+    inner: S,
     /// Set when a write yielded; the next write goes through and clears it.
     yielded: bool,
 }
 
-impl Coalescing {
+impl<S> Coalescing<S> {
     /// Wraps an accepted connection.
-    pub fn new(inner: TcpStream) -> Coalescing {
+    pub fn new(inner: S) -> Coalescing<S> {
         Coalescing {
             inner,
             yielded: false,
@@ -48,15 +47,15 @@ impl Coalescing {
     }
 }
 
-impl Connected for Coalescing {
-    type ConnectInfo = TcpConnectInfo;
+impl<S: Connected> Connected for Coalescing<S> {
+    type ConnectInfo = S::ConnectInfo;
 
-    fn connect_info(&self) -> TcpConnectInfo {
+    fn connect_info(&self) -> S::ConnectInfo {
         self.inner.connect_info()
     }
 }
 
-impl AsyncRead for Coalescing {
+impl<S: AsyncRead + Unpin> AsyncRead for Coalescing<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -66,7 +65,7 @@ impl AsyncRead for Coalescing {
     }
 }
 
-impl AsyncWrite for Coalescing {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Coalescing<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -107,7 +106,7 @@ mod tests {
     use std::task::{Wake, Waker};
 
     use tokio::io::AsyncReadExt;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
 
@@ -120,7 +119,7 @@ mod tests {
         }
     }
 
-    async fn pair() -> (Coalescing, TcpStream) {
+    async fn pair() -> (Coalescing<TcpStream>, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap());
         let (client, accepted) = tokio::join!(client, listener.accept());

@@ -82,8 +82,14 @@ pub struct RunArgs {
     #[arg(long, env = "T4_GRPC_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     pub grpc_keepalive_timeout: Duration,
 
-    /// How long a token handed out by `Authenticate` stays valid after its last use, as
-    /// etcd's `--auth-token-ttl` for its simple tokens.
+    /// The tokens `Authenticate` hands out, as etcd's `--auth-token`: `simple` (in memory),
+    /// or `jwt,sign-method=RS256|PS256|ES256|EdDSA|HS256|…,pub-key=PATH,priv-key=PATH,ttl=5m`
+    /// (signed tokens that survive a restart).
+    #[arg(long, env = "T4_AUTH_TOKEN", default_value = "simple")]
+    pub auth_token: String,
+
+    /// How long a simple token handed out by `Authenticate` stays valid after its last use,
+    /// as etcd's `--auth-token-ttl`.
     #[arg(long, env = "T4_AUTH_TOKEN_TTL", default_value = "5m", value_parser = parse_duration)]
     pub auth_token_ttl: Duration,
 
@@ -91,6 +97,22 @@ pub struct RunArgs {
     /// 4 to 31; each step doubles the time to add a user or authenticate).
     #[arg(long, env = "T4_BCRYPT_COST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
     pub bcrypt_cost: u32,
+
+    /// Serve TLS on the client port with this PEM certificate (chain), with
+    /// `--client-tls-key` (etcd's `--cert-file`). Plain TCP without it.
+    #[arg(long, env = "T4_CLIENT_TLS_CERT", value_name = "PATH")]
+    pub client_tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of `--client-tls-cert` (etcd's `--key-file`).
+    #[arg(long, env = "T4_CLIENT_TLS_KEY", value_name = "PATH")]
+    pub client_tls_key: Option<PathBuf>,
+
+    /// Require every client to present a certificate signed by a CA in this PEM file
+    /// (etcd's `--trusted-ca-file` with `--client-cert-auth`); while authentication is
+    /// enabled, a request without a token is then made as the user named by the
+    /// certificate's common name. Needs `--client-tls-cert`.
+    #[arg(long, env = "T4_CLIENT_TLS_CA", value_name = "PATH")]
+    pub client_tls_ca: Option<PathBuf>,
 
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before the server
     /// drops them and closes the store anyway.
@@ -106,6 +128,18 @@ impl RunArgs {
     /// The metrics address, if the endpoint is on (an empty value means off).
     pub fn metrics_listen(&self) -> Option<&str> {
         self.metrics_listen.as_deref().filter(|a| !a.is_empty())
+    }
+
+    /// The client port's TLS settings, loaded from their files, if TLS is on.
+    pub fn client_tls(&self) -> anyhow::Result<Option<super::tls::ClientTls>> {
+        match (&self.client_tls_cert, &self.client_tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(super::tls::ClientTls::load(
+                cert,
+                key,
+                self.client_tls_ca.as_deref(),
+            )?)),
+            _ => Ok(None),
+        }
     }
 
     /// The quota in effect.
@@ -128,6 +162,14 @@ impl RunArgs {
         }
         if self.grpc_keepalive_timeout.is_zero() {
             anyhow::bail!("--grpc-keepalive-timeout must be greater than 0");
+        }
+        match (&self.client_tls_cert, &self.client_tls_key) {
+            (Some(_), None) => anyhow::bail!("--client-tls-cert needs --client-tls-key"),
+            (None, Some(_)) => anyhow::bail!("--client-tls-key needs --client-tls-cert"),
+            (None, None) if self.client_tls_ca.is_some() => {
+                anyhow::bail!("--client-tls-ca needs --client-tls-cert and --client-tls-key")
+            }
+            _ => {}
         }
         for url in &self.advertise_client_urls {
             if !(url.starts_with("http://") || url.starts_with("https://")) {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod identity;
 pub mod quota;
 pub mod remote;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,11 +50,12 @@ use crate::services::{
 };
 
 /// The client URL advertised for `listen` when none is configured.
-fn default_client_url(listen: SocketAddr, hostname: &str) -> String {
+fn default_client_url(listen: SocketAddr, hostname: &str, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
     if listen.ip().is_unspecified() {
-        format!("http://{hostname}:{}", listen.port())
+        format!("{scheme}://{hostname}:{}", listen.port())
     } else {
-        format!("http://{listen}")
+        format!("{scheme}://{listen}")
     }
 }
 
@@ -89,6 +91,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     args.validate()?;
     let hostname = identity::hostname();
     let name = args.node_id.clone().unwrap_or_else(|| hostname.clone());
+    // Before the node opens: a bad certificate or key is a start-up error that touches no
+    // data.
+    let tls = args.client_tls()?;
+    let tokens = Tokens::from_flag(&args.auth_token, args.auth_token_ttl)?;
 
     let mut config = t4::Config::new(&args.data_dir);
     config.max_request_bytes = args.max_request_bytes as usize;
@@ -116,7 +122,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     let client_urls = if args.advertise_client_urls.is_empty() {
-        vec![default_client_url(local, &hostname)]
+        vec![default_client_url(local, &hostname, tls.is_some())]
     } else {
         args.advertise_client_urls.clone()
     };
@@ -130,6 +136,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         etcd_api = ETCD_VERSION,
         data_dir = %args.data_dir.display(),
         listen = %local,
+        client_tls = match &tls {
+            None => "off",
+            Some(tls) if tls.verifies_clients() => "on, client certificates required",
+            Some(_) => "on",
+        },
         metrics_listen = ?metrics_listener.as_ref().map(|(_, a)| *a),
         advertise_client_urls = ?client_urls,
         node_id = %name,
@@ -165,7 +176,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             bcrypt_cost: args.bcrypt_cost,
         },
         alarms: Alarms::default(),
-        tokens: Tokens::new(args.auth_token_ttl),
+        tokens,
         shutdown: shutdown_rx.clone(),
     });
     tokio::spawn(quota::monitor(ctx.clone()));
@@ -255,9 +266,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .add_routes(routes.into());
 
     let mut stopping = shutdown_rx.clone();
-    // `Server::tcp_nodelay` applies only to listeners tonic binds itself: set it on ours, or
-    // Nagle's algorithm plus delayed ACKs add ~40 ms to every small unary answer.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // `Server::tcp_nodelay` applies only to listeners tonic binds itself: `incoming` sets it
+    // on ours, and runs each connection's TLS handshake when TLS is on.
+    let incoming = tls::incoming(listener, tls);
     // Each connection's answers to one batch leave in one write (`coalesce.rs`), and requests
     // with an `:authority` that `h2` would refuse are served as etcd serves them
     // (`authority.rs`).

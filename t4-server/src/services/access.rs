@@ -2,10 +2,13 @@
 //! services make while authentication is enabled.
 //!
 //! A client authenticates (`Authenticate`) and sends the token it got in the gRPC metadata
-//! key `token` (or `authorization`, as etcd's JSON gateway passes it). Tokens live in this
-//! server's memory only, as etcd's simple tokens do: each is valid for `--auth-token-ttl`
+//! key `token` (or `authorization`, as etcd's JSON gateway passes it). Over TLS with
+//! client certificates (`--client-tls-ca`), a request without a token is made as the user
+//! named by the verified certificate's common name, as in etcd. Simple tokens (the default)
+//! live in this server's memory only, as etcd's do: each is valid for `--auth-token-ttl`
 //! after its last use, and a restart forgets them (clients authenticate again when told
-//! "invalid auth token"). The rules themselves are [`t4_core::auth`]'s.
+//! "invalid auth token"). JWT tokens (`--auth-token jwt,…`, [`super::jwt`]) are signed and
+//! carry their user and auth revision. The rules themselves are [`t4_core::auth`]'s.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +22,8 @@ use tonic::Status;
 use tonic::metadata::MetadataMap;
 
 use super::Context;
+use super::jwt::{IssueError, JwtTokens};
+use crate::run::tls::ClientConnInfo;
 use crate::status::core_status;
 
 /// Letters of a token's random part, as etcd's simple tokens.
@@ -26,9 +31,66 @@ const TOKEN_LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVW
 /// Length of a token's random part, as etcd's.
 const TOKEN_RANDOM_LEN: usize = 16;
 
-/// The tokens handed out by `Authenticate`.
+/// The tokens handed out by `Authenticate` (etcd's `--auth-token`).
 #[derive(Debug)]
-pub struct Tokens {
+pub enum Tokens {
+    /// etcd's simple tokens, kept in memory.
+    Simple(SimpleTokens),
+    /// etcd's JWT tokens.
+    Jwt(JwtTokens),
+}
+
+impl Tokens {
+    /// From `--auth-token`: `simple`, or `jwt,` and the JWT options; simple tokens are
+    /// valid for `simple_ttl` after their last use.
+    pub fn from_flag(spec: &str, simple_ttl: Duration) -> anyhow::Result<Tokens> {
+        match spec.split_once(',') {
+            None if spec == "simple" => Ok(Tokens::Simple(SimpleTokens::new(simple_ttl))),
+            None if spec == "jwt" => Ok(Tokens::Jwt(JwtTokens::from_options("")?)),
+            Some(("jwt", options)) => Ok(Tokens::Jwt(JwtTokens::from_options(options)?)),
+            _ => anyhow::bail!("--auth-token: {spec:?} is neither simple nor jwt,…"),
+        }
+    }
+
+    /// A new token for `user`, whose password was checked against auth revision
+    /// `revision`.
+    pub fn assign(&self, user: &str, revision: u64) -> Result<String, Status> {
+        match self {
+            Tokens::Simple(t) => Ok(t.assign(user)),
+            Tokens::Jwt(t) => t.assign(user, revision).map_err(|e| match e {
+                IssueError::VerifyOnly => Status::unknown(e.to_string()),
+                IssueError::Signing(_) => Status::internal(e.to_string()),
+            }),
+        }
+    }
+
+    /// The user of a valid `token`, and the auth revision it carries (JWT only).
+    fn user(&self, token: &str) -> Option<(String, Option<u64>)> {
+        match self {
+            Tokens::Simple(t) => t.user(token).map(|user| (user, None)),
+            Tokens::Jwt(t) => t.user(token).map(|(user, rev)| (user, Some(rev))),
+        }
+    }
+
+    /// Forgets every token of `user` (deleted, or its password changed). A JWT cannot be
+    /// forgotten: the change raised the auth revision, which makes every older token stale.
+    pub fn invalidate_user(&self, user: &str) {
+        if let Tokens::Simple(t) = self {
+            t.invalidate_user(user);
+        }
+    }
+
+    /// Forgets every token (authentication was disabled); JWTs stay valid, as in etcd.
+    pub fn clear(&self) {
+        if let Tokens::Simple(t) = self {
+            t.clear();
+        }
+    }
+}
+
+/// etcd's simple tokens.
+#[derive(Debug)]
+pub struct SimpleTokens {
     ttl: Duration,
     issued: Mutex<HashMap<String, Issued>>,
     next: AtomicU64,
@@ -40,10 +102,10 @@ struct Issued {
     expires: Instant,
 }
 
-impl Tokens {
+impl SimpleTokens {
     /// No tokens yet; each will be valid for `ttl` after its last use.
-    pub fn new(ttl: Duration) -> Tokens {
-        Tokens {
+    pub fn new(ttl: Duration) -> SimpleTokens {
+        SimpleTokens {
             ttl,
             issued: Mutex::default(),
             next: AtomicU64::new(1),
@@ -104,9 +166,20 @@ pub struct Caller {
     /// `None` while authentication is disabled: everything is allowed.
     state: Option<Arc<AuthState>>,
     user: Option<String>,
+    /// The revision of the auth state the caller is checked against (enabled or not): the
+    /// state's, or the one its JWT was issued at.
+    auth_revision: u64,
 }
 
 impl Caller {
+    /// The node's writes for this caller: each is refused with etcd's "revision of auth
+    /// store is old" if authentication is enabled when it is decided and the auth state is
+    /// no longer the one it was checked against (etcd checks writes again as it applies
+    /// them; its clients authenticate again and retry).
+    pub fn writes<'a>(&self, node: &'a t4::Node) -> t4::auth::Checked<'a> {
+        node.checked(self.auth_revision)
+    }
+
     /// The authenticated user, if the request carried a valid token.
     pub fn user(&self) -> Option<&str> {
         self.user.as_deref()
@@ -125,6 +198,11 @@ impl Caller {
     pub fn check(&self, key: &[u8], range_end: &[u8], kind: PermissionKind) -> Result<(), Status> {
         match &self.state {
             None => Ok(()),
+            // A JWT issued before the auth state last changed: refused until the caller
+            // authenticates again, as in etcd.
+            Some(state) if self.auth_revision < state.revision => {
+                Err(core_status(&t4_core::Error::AuthOldRevision))
+            }
             Some(state) => state
                 .check(self.user(), key, range_end, kind)
                 .map_err(|e| core_status(&e)),
@@ -166,17 +244,43 @@ impl Caller {
     }
 }
 
+/// What a request presents to say who its caller is.
+#[derive(Clone, Debug, Default)]
+pub struct Credentials {
+    /// The auth token of its metadata.
+    pub token: Option<String>,
+    /// The common name of the client certificate its connection presented, verified by
+    /// `--client-tls-ca`.
+    pub common_name: Option<Arc<str>>,
+}
+
+impl Credentials {
+    /// What `request` presents: its metadata's token, its connection's certificate.
+    pub fn of<T>(request: &tonic::Request<T>) -> Credentials {
+        Credentials {
+            token: token(request.metadata()),
+            common_name: request
+                .extensions()
+                .get::<ClientConnInfo>()
+                .and_then(|info| info.common_name.clone()),
+        }
+    }
+}
+
 impl Context {
-    /// The caller of a request with `metadata`. Fails with etcd's "invalid auth token" for
-    /// a token that is not (or no longer) valid while authentication is enabled.
-    pub fn caller(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
-        self.caller_with(token(metadata).as_deref())
+    /// The caller of `request`. Fails with etcd's "invalid auth token" for a token that is
+    /// not (or no longer) valid while authentication is enabled.
+    pub fn caller<T>(&self, request: &tonic::Request<T>) -> Result<Caller, Status> {
+        self.caller_with(&Credentials::of(request))
     }
 
-    /// The caller presenting `token` (from a request's metadata, kept by a stream).
-    pub fn caller_with(&self, token: Option<&str>) -> Result<Caller, Status> {
+    /// The caller presenting `credentials` (a request's, or those a stream was opened
+    /// with). A token wins over a certificate, as in etcd.
+    pub fn caller_with(&self, credentials: &Credentials) -> Result<Caller, Status> {
+        let token = credentials.token.as_deref();
         let invalid = || core_status(&t4_core::Error::InvalidAuthToken);
-        if !self.node.auth_enabled() {
+        let status = self.node.auth_status();
+        if !status.enabled {
             // etcd refuses a token it does not know even while authentication is off
             // (every token is forgotten when it is turned off).
             if token.is_some_and(|t| self.tokens.user(t).is_none()) {
@@ -185,14 +289,20 @@ impl Context {
             return Ok(Caller {
                 state: None,
                 user: None,
+                auth_revision: status.revision,
             });
         }
         let state = self.node.auth();
-        let user = match token {
-            None => None,
-            Some(token) => Some(self.tokens.user(token).ok_or_else(invalid)?),
+        let (user, token_revision) = match token {
+            None => (credentials.common_name.as_deref().map(str::to_string), None),
+            Some(token) => {
+                let (user, revision) = self.tokens.user(token).ok_or_else(invalid)?;
+                (Some(user), revision)
+            }
         };
         Ok(Caller {
+            // A JWT is checked as of the auth revision it was issued at, as in etcd.
+            auth_revision: token_revision.unwrap_or(state.revision),
             state: Some(state),
             user,
         })
@@ -213,7 +323,7 @@ mod tests {
 
     #[test]
     fn tokens_look_like_etcds_and_expire_after_their_last_use() {
-        let tokens = Tokens::new(Duration::from_secs(300));
+        let tokens = SimpleTokens::new(Duration::from_secs(300));
         let a = tokens.assign("alice");
         let (random, n) = a.split_once('.').expect("a dot");
         assert_eq!(random.len(), 16);
@@ -228,7 +338,7 @@ mod tests {
         tokens.clear();
         assert_eq!(tokens.user(&b), None);
 
-        let short = Tokens::new(Duration::ZERO);
+        let short = SimpleTokens::new(Duration::ZERO);
         let t = short.assign("carol");
         assert_eq!(short.user(&t), None, "an expired token is refused");
     }

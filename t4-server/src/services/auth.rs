@@ -40,7 +40,7 @@ impl AuthService {
         request: &Request<T>,
         change: impl Future<Output = Result<AuthChange, Status>>,
     ) -> Result<Option<pb::ResponseHeader>, Status> {
-        self.ctx.caller(request.metadata())?.admin()?;
+        self.ctx.caller(request)?.admin()?;
         let change = change.await?;
         let invalidated = change.invalidates_user().map(str::to_string);
         let disabling = change == AuthChange::Disable;
@@ -69,7 +69,7 @@ impl AuthService {
     }
 
     fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        self.ctx.caller(request.metadata())
+        self.ctx.caller(request)
     }
 }
 
@@ -135,7 +135,7 @@ impl Auth for AuthService {
         }
         Ok(Response::new(pb::AuthenticateResponse {
             header: self.header(self.ctx.node.current_revision()),
-            token: self.ctx.tokens.assign(&req.name),
+            token: self.ctx.tokens.assign(&req.name, state.revision)?,
         }))
     }
 

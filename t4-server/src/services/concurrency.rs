@@ -6,6 +6,7 @@
 //! holds. A waiting holder watches the deletion of the key just before its own until no older
 //! key is left, so no holder is ever woken by a change that does not concern it.
 
+use super::access::Credentials;
 use bytes::Bytes;
 use t4::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, EventKind, KeyRange, KeyValue,
@@ -13,7 +14,6 @@ use t4::{
     SortOrder, SortTarget, TxnRequest, TxnResponse, WatchOptions,
 };
 use tonic::Status;
-use tonic::metadata::MetadataMap;
 
 use super::Context;
 use crate::status::{core_status, node_status};
@@ -34,20 +34,20 @@ pub fn as_client_error(status: Status) -> Status {
 /// write it when `write`. Refusals come as the recipes' errors ([`as_client_error`]).
 pub fn check_queue(
     ctx: &Context,
-    metadata: &MetadataMap,
+    credentials: &Credentials,
     name: &[u8],
     write: bool,
 ) -> Result<(), Status> {
-    check_queue_as_server(ctx, metadata, name, write).map_err(as_client_error)
+    check_queue_as_server(ctx, credentials, name, write).map_err(as_client_error)
 }
 
 fn check_queue_as_server(
     ctx: &Context,
-    metadata: &MetadataMap,
+    credentials: &Credentials,
     name: &[u8],
     write: bool,
 ) -> Result<(), Status> {
-    let caller = ctx.caller(metadata)?;
+    let caller = ctx.caller_with(credentials)?;
     let start = prefix(name);
     // The queue's range ends where `/` ends: at `0`, the next byte.
     let mut end = start.to_vec();

@@ -18,6 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::Shared;
+use super::access::Credentials;
 use super::concurrency::{self as recipe, LeaveOnDrop};
 use crate::convert::kv_to_pb;
 use crate::status::{core_status, node_status};
@@ -217,11 +218,11 @@ impl ElectionService {
     /// [`recipe::check_queue`] for a call naming a leader key: writes to its election.
     fn check_leader(
         &self,
-        metadata: &tonic::metadata::MetadataMap,
+        credentials: &Credentials,
         leader: Option<&pb::LeaderKey>,
     ) -> Result<(), Status> {
         let name = leader.map(|l| l.name.as_slice()).unwrap_or_default();
-        recipe::check_queue(&self.ctx, metadata, name, true)
+        recipe::check_queue(&self.ctx, credentials, name, true)
     }
 }
 
@@ -236,7 +237,7 @@ impl Election for ElectionService {
         request: Request<pb::CampaignRequest>,
     ) -> Result<Response<pb::CampaignResponse>, Status> {
         let name = &request.get_ref().name;
-        recipe::check_queue(&self.ctx, request.metadata(), name, true)?;
+        recipe::check_queue(&self.ctx, &Credentials::of(&request), name, true)?;
         answer(self.run_campaign(request.into_inner()).await)
     }
 
@@ -245,7 +246,7 @@ impl Election for ElectionService {
         request: Request<pb::ProclaimRequest>,
     ) -> Result<Response<pb::ProclaimResponse>, Status> {
         let leader = request.get_ref().leader.as_ref();
-        self.check_leader(request.metadata(), leader)?;
+        self.check_leader(&Credentials::of(&request), leader)?;
         answer(self.run_proclaim(request.into_inner()).await)
     }
 
@@ -254,7 +255,7 @@ impl Election for ElectionService {
         request: Request<pb::LeaderRequest>,
     ) -> Result<Response<pb::LeaderResponse>, Status> {
         let name = &request.get_ref().name;
-        recipe::check_queue(&self.ctx, request.metadata(), name, false)?;
+        recipe::check_queue(&self.ctx, &Credentials::of(&request), name, false)?;
         answer(self.run_leader(request.into_inner()).await)
     }
 
@@ -265,7 +266,7 @@ impl Election for ElectionService {
         request: Request<pb::LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
         let name = &request.get_ref().name;
-        recipe::check_queue(&self.ctx, request.metadata(), name, false)?;
+        recipe::check_queue(&self.ctx, &Credentials::of(&request), name, false)?;
         let prefix = recipe::prefix(&request.into_inner().name);
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(observe(self.ctx.clone(), prefix, tx));
@@ -277,7 +278,7 @@ impl Election for ElectionService {
         request: Request<pb::ResignRequest>,
     ) -> Result<Response<pb::ResignResponse>, Status> {
         let leader = request.get_ref().leader.as_ref();
-        self.check_leader(request.metadata(), leader)?;
+        self.check_leader(&Credentials::of(&request), leader)?;
         answer(self.run_resign(request.into_inner()).await)
     }
 }

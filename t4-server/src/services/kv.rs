@@ -67,7 +67,7 @@ impl Kv for KvService {
     ) -> Result<Response<pb::RangeResponse>, Status> {
         // `serializable` needs nothing more on a single node: every read is served from the
         // local store at one consistent revision, which is also the linearizable answer.
-        let caller = self.ctx.caller(request.metadata())?;
+        let caller = self.ctx.caller(&request)?;
         let req = request.into_inner();
         caller.read(&req.key, &req.range_end)?;
         let req = convert::range_from_pb(req)?;
@@ -79,7 +79,7 @@ impl Kv for KvService {
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
-        let caller = self.ctx.caller(request.metadata())?;
+        let caller = self.ctx.caller(&request)?;
         let req = request.into_inner();
         self.ctx.check_size(req.encoded_len())?;
         caller.write(&req.key, &[])?;
@@ -88,9 +88,8 @@ impl Kv for KvService {
             caller.read(&req.key, &[])?;
         }
         self.ctx.check_space()?;
-        let resp = self
-            .ctx
-            .node
+        let resp = caller
+            .writes(&self.ctx.node)
             .put_with(convert::put_from_pb(req))
             .await
             .map_err(node_status)?;
@@ -101,16 +100,15 @@ impl Kv for KvService {
         &self,
         request: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
-        let caller = self.ctx.caller(request.metadata())?;
+        let caller = self.ctx.caller(&request)?;
         let req = request.into_inner();
         self.ctx.check_size(req.encoded_len())?;
         caller.write(&req.key, &req.range_end)?;
         if req.prev_kv {
             caller.read(&req.key, &req.range_end)?;
         }
-        let resp = self
-            .ctx
-            .node
+        let resp = caller
+            .writes(&self.ctx.node)
             .delete_range(convert::delete_from_pb(req))
             .await
             .map_err(node_status)?;
@@ -121,16 +119,15 @@ impl Kv for KvService {
         &self,
         request: Request<pb::TxnRequest>,
     ) -> Result<Response<pb::TxnResponse>, Status> {
-        let caller = self.ctx.caller(request.metadata())?;
+        let caller = self.ctx.caller(&request)?;
         let req = request.into_inner();
         self.ctx.check_size(req.encoded_len())?;
         check_txn(&caller, &req)?;
         if txn_puts(&req) {
             self.ctx.check_space()?;
         }
-        let resp = self
-            .ctx
-            .node
+        let resp = caller
+            .writes(&self.ctx.node)
             .txn(convert::txn_from_pb(req)?)
             .await
             .map_err(node_status)?;
@@ -142,7 +139,7 @@ impl Kv for KvService {
         request: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
         // etcd 3.4 checks no permission for a compaction, only a token if one is sent.
-        self.ctx.caller(request.metadata())?;
+        self.ctx.caller(&request)?;
         let req = request.into_inner();
         // With `physical`, the node answers only once the old versions are gone.
         let resp = self

@@ -92,7 +92,7 @@ impl Lease for LeaseService {
         request: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
         // etcd checks no permission to grant, only a token if one is sent.
-        self.ctx.caller(request.metadata())?;
+        self.ctx.caller(&request)?;
         let req = request.into_inner();
         self.ctx.check_space()?;
         let resp = self
@@ -113,11 +113,15 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
-        let caller = self.ctx.caller(request.metadata())?;
+        let caller = self.ctx.caller(&request)?;
         let id = request.into_inner().id;
         // Revoking deletes the lease's keys: the caller must be able to write each.
         caller.lease_keys_writable(&self.ctx, id).await?;
-        let revision = self.ctx.node.lease_revoke(id).await.map_err(node_status)?;
+        let revision = caller
+            .writes(&self.ctx.node)
+            .lease_revoke(id)
+            .await
+            .map_err(node_status)?;
         Ok(Response::new(pb::LeaseRevokeResponse {
             header: self.ctx.id.header(revision),
         }))

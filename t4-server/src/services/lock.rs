@@ -10,6 +10,7 @@ use t4_proto::v3lockpb::{self as pb, lock_server::Lock};
 use tonic::{Request, Response, Status};
 
 use super::Shared;
+use super::access::Credentials;
 use super::concurrency::{self as recipe, LeaveOnDrop};
 use crate::status::node_status;
 
@@ -81,7 +82,12 @@ impl Lock for LockService {
         &self,
         request: Request<pb::LockRequest>,
     ) -> Result<Response<pb::LockResponse>, Status> {
-        recipe::check_queue(&self.ctx, request.metadata(), &request.get_ref().name, true)?;
+        recipe::check_queue(
+            &self.ctx,
+            &Credentials::of(&request),
+            &request.get_ref().name,
+            true,
+        )?;
         let answer = self.acquire(request.into_inner()).await;
         answer.map(Response::new).map_err(recipe::as_client_error)
     }
@@ -91,7 +97,7 @@ impl Lock for LockService {
         request: Request<pb::UnlockRequest>,
     ) -> Result<Response<pb::UnlockResponse>, Status> {
         self.ctx
-            .caller(request.metadata())
+            .caller(&request)
             .and_then(|caller| caller.write(&request.get_ref().key, &[]))
             .map_err(recipe::as_client_error)?;
         let answer = self.release(request.into_inner()).await;

@@ -40,7 +40,7 @@ impl MaintenanceService {
     /// prefix, not with the usual gRPC mapping.
     fn admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
         self.ctx
-            .caller(request.metadata())
+            .caller(request)
             .and_then(|caller| caller.admin())
             .map_err(|status| {
                 let message = status.message();

@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod concurrency;
 pub mod election;
 pub mod health;
+pub mod jwt;
 pub mod kv;
 pub mod lease;
 pub mod lock;

@@ -34,6 +34,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Shared;
+use super::access::Credentials;
 use crate::convert::event_to_pb;
 use crate::status::{core_status, node_status};
 
@@ -60,12 +61,12 @@ impl WatchService {
     /// Serves one stream of watch requests, from a gRPC stream or from the JSON gateway:
     /// the responses, until the client leaves or the server shuts down. `token` is the
     /// stream's auth token (from its metadata), against which every watch is checked.
-    pub fn serve<S>(&self, token: Option<String>, requests: S) -> WatchStream
+    pub fn serve<S>(&self, credentials: Credentials, requests: S) -> WatchStream
     where
         S: Stream<Item = Result<pb::WatchRequest, Status>> + Send + Unpin + 'static,
     {
         let (tx, rx) = mpsc::channel(64);
-        let task = StreamTask::new(self.ctx.clone(), token, tx);
+        let task = StreamTask::new(self.ctx.clone(), credentials, tx);
         tokio::spawn(task.run(requests));
         Box::pin(ReceiverStream::new(rx))
     }
@@ -83,8 +84,8 @@ impl Watch for WatchService {
         &self,
         request: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let token = super::access::token(request.metadata());
-        Ok(Response::new(self.serve(token, request.into_inner())))
+        let credentials = Credentials::of(&request);
+        Ok(Response::new(self.serve(credentials, request.into_inner())))
     }
 }
 
@@ -133,8 +134,8 @@ struct Gone;
 
 struct StreamTask {
     ctx: Shared,
-    /// The auth token the stream was opened with.
-    token: Option<String>,
+    /// What the stream was opened with to say who its caller is.
+    credentials: Credentials,
     out: Out,
     watches: HashMap<i64, WatchState>,
     running: FuturesUnordered<BoxFuture<'static, Step>>,
@@ -155,11 +156,11 @@ struct StreamTask {
 }
 
 impl StreamTask {
-    fn new(ctx: Shared, token: Option<String>, out: Out) -> StreamTask {
+    fn new(ctx: Shared, credentials: Credentials, out: Out) -> StreamTask {
         let max_response_bytes = ctx.settings.max_request_bytes + GRPC_OVERHEAD_BYTES;
         StreamTask {
             ctx,
-            token,
+            credentials,
             out,
             watches: HashMap::new(),
             running: FuturesUnordered::new(),
@@ -266,7 +267,7 @@ impl StreamTask {
         // cancelled at once, with the error as the reason.
         let permitted = self
             .ctx
-            .caller_with(self.token.as_deref())
+            .caller_with(&self.credentials)
             .and_then(|caller| caller.read(&key, &create.range_end));
         if let Err(status) = permitted {
             // etcd's reason is the whole gRPC error, as Go prints it.
