@@ -36,30 +36,45 @@ pub struct AuthStatus {
 #[derive(Clone, Copy, Debug)]
 pub struct Checked<'a> {
     node: &'a Node,
-    auth_revision: u64,
+    /// `None` for [`Node`]'s own writes, which no check precedes.
+    auth_revision: Option<u64>,
 }
 
 impl Checked<'_> {
+    async fn request(&self, request: Request) -> Result<Response> {
+        self.node.request_checked(request, self.auth_revision).await
+    }
+
     /// [`Node::put_with`], refused if the enabled auth state changed since the check.
     pub async fn put_with(&self, req: PutRequest) -> Result<PutResponse> {
-        self.node.put_checked(req, Some(self.auth_revision)).await
+        match self.request(Request::Put(req)).await? {
+            Response::Put(r) => Ok(r),
+            other => unreachable!("put answered with {other:?}"),
+        }
     }
 
     /// [`Node::delete_range`], refused if the enabled auth state changed since the check.
     pub async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
-        let revision = Some(self.auth_revision);
-        self.node.delete_range_checked(req, revision).await
+        match self.request(Request::DeleteRange(req)).await? {
+            Response::DeleteRange(r) => Ok(r),
+            other => unreachable!("delete answered with {other:?}"),
+        }
     }
 
     /// [`Node::txn`], refused if the enabled auth state changed since the check.
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
-        self.node.txn_checked(req, Some(self.auth_revision)).await
+        match self.request(Request::Txn(req)).await? {
+            Response::Txn(r) => Ok(r),
+            other => unreachable!("txn answered with {other:?}"),
+        }
     }
 
     /// [`Node::lease_revoke`], refused if the enabled auth state changed since the check.
     pub async fn lease_revoke(&self, id: LeaseId) -> Result<Revision> {
-        let revision = Some(self.auth_revision);
-        self.node.lease_revoke_checked(id, revision).await
+        match self.request(Request::LeaseRevoke { id }).await? {
+            Response::LeaseRevoke(r) => Ok(r.revision),
+            other => unreachable!("lease revoke answered with {other:?}"),
+        }
     }
 }
 
@@ -114,7 +129,15 @@ impl Node {
     pub fn checked(&self, auth_revision: u64) -> Checked<'_> {
         Checked {
             node: self,
-            auth_revision,
+            auth_revision: Some(auth_revision),
+        }
+    }
+
+    /// The node's own writes, made without a caller's check (never refused as stale).
+    pub(crate) fn unchecked(&self) -> Checked<'_> {
+        Checked {
+            node: self,
+            auth_revision: None,
         }
     }
 

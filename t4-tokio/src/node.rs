@@ -309,22 +309,7 @@ impl Node {
     /// # }
     /// ```
     pub async fn put_with(&self, req: PutRequest) -> Result<PutResponse> {
-        self.put_checked(req, None).await
-    }
-
-    /// [`Node::put_with`] for a caller checked at `auth_revision` ([`crate::auth::Checked`]).
-    pub(crate) async fn put_checked(
-        &self,
-        req: PutRequest,
-        auth_revision: Option<u64>,
-    ) -> Result<PutResponse> {
-        match self
-            .request_checked(Request::Put(req), auth_revision)
-            .await?
-        {
-            Response::Put(r) => Ok(r),
-            other => unreachable!("put answered with {other:?}"),
-        }
+        self.unchecked().put_with(req).await
     }
 
     /// The current value of `key`, with its etcd metadata (create/mod revision, version,
@@ -491,22 +476,7 @@ impl Node {
     /// # }
     /// ```
     pub async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
-        self.delete_range_checked(req, None).await
-    }
-
-    /// [`Node::delete_range`] for a caller checked at `auth_revision`.
-    pub(crate) async fn delete_range_checked(
-        &self,
-        req: DeleteRangeRequest,
-        auth_revision: Option<u64>,
-    ) -> Result<DeleteRangeResponse> {
-        match self
-            .request_checked(Request::DeleteRange(req), auth_revision)
-            .await?
-        {
-            Response::DeleteRange(r) => Ok(r),
-            other => unreachable!("delete answered with {other:?}"),
-        }
+        self.unchecked().delete_range(req).await
     }
 
     /// An atomic if/then/else over the store, with etcd's semantics: every compare is
@@ -542,22 +512,7 @@ impl Node {
     /// # }
     /// ```
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
-        self.txn_checked(req, None).await
-    }
-
-    /// [`Node::txn`] for a caller checked at `auth_revision`.
-    pub(crate) async fn txn_checked(
-        &self,
-        req: TxnRequest,
-        auth_revision: Option<u64>,
-    ) -> Result<TxnResponse> {
-        match self
-            .request_checked(Request::Txn(req), auth_revision)
-            .await?
-        {
-            Response::Txn(r) => Ok(r),
-            other => unreachable!("txn answered with {other:?}"),
-        }
+        self.unchecked().txn(req).await
     }
 
     /// Discards history below `revision`: reads and watches at older revisions fail with
@@ -673,22 +628,7 @@ impl Node {
     /// Revokes a lease, deleting its keys in one revision; returns that revision. Fails
     /// with etcd's `LeaseNotFound` for an unknown lease. etcd: `LeaseRevoke`.
     pub async fn lease_revoke(&self, id: LeaseId) -> Result<Revision> {
-        self.lease_revoke_checked(id, None).await
-    }
-
-    /// [`Node::lease_revoke`] for a caller checked at `auth_revision`.
-    pub(crate) async fn lease_revoke_checked(
-        &self,
-        id: LeaseId,
-        auth_revision: Option<u64>,
-    ) -> Result<Revision> {
-        match self
-            .request_checked(Request::LeaseRevoke { id }, auth_revision)
-            .await?
-        {
-            Response::LeaseRevoke(r) => Ok(r.revision),
-            other => unreachable!("lease revoke answered with {other:?}"),
-        }
+        self.unchecked().lease_revoke(id).await
     }
 
     /// Renews a lease to its full TTL; returns the TTL, or 0 if the lease does not exist

@@ -59,8 +59,9 @@ impl WatchService {
     }
 
     /// Serves one stream of watch requests, from a gRPC stream or from the JSON gateway:
-    /// the responses, until the client leaves or the server shuts down. `token` is the
-    /// stream's auth token (from its metadata), against which every watch is checked.
+    /// the responses, until the client leaves or the server shuts down. `credentials` are
+    /// what the stream was opened with (its token, its connection's certificate), against
+    /// which every watch is checked.
     pub fn serve<S>(&self, credentials: Credentials, requests: S) -> WatchStream
     where
         S: Stream<Item = Result<pb::WatchRequest, Status>> + Send + Unpin + 'static,
