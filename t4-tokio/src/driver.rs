@@ -1,6 +1,8 @@
-//! Runs the core as one task on the runtime that opened the node. The task owns the [`Core`]
-//! and the WAL files: it feeds the core what queued up, performs the actions, and appends to
-//! the WAL itself, after the round's replies. A durable batch is answered at once and
+//! Runs the core as one task on the runtime that opened the node. The task drives the
+//! [`Core`] and the WAL files (the [`Engine`]): it feeds the core what queued up, performs
+//! the actions, and appends to the WAL itself, after the round's replies. A request that
+//! finds the engine idle runs its round on the caller's own task instead ([`submit`]), so
+//! a lone writer's put involves no other task at all. A durable batch is answered at once and
 //! applied to the store on the applier thread while the task runs the next batch's append,
 //! or on the task itself when no append follows (`applier`); reads wait for the apply of
 //! any write already answered (`StoreSlot::acknowledge`). Store persistence, compaction and
@@ -17,6 +19,7 @@
 //! (`Driver::append`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -93,6 +96,9 @@ pub(crate) enum Command {
     Applied(applier::Done),
     /// Stop taking requests, finish what is in flight, persist the store, exit.
     Shutdown { done: Option<oneshot::Sender<()>> },
+    /// Nothing to do but look at the core's next deadline again: a round run on a caller's
+    /// task moved it earlier than the one the core's task waits for.
+    Wake,
 }
 
 /// Whether the node serves yet: it does not while it recovers from the bucket at start-up.
@@ -113,6 +119,9 @@ pub(crate) struct Shared {
     /// Every read goes through it; the core's task empties it when the node closes.
     pub(crate) store: Arc<StoreSlot>,
     pub(crate) commands: Sender<Command>,
+    /// The core and what drives it, for a caller's task to run a round on when the core's
+    /// task is idle ([`submit`]).
+    pub(crate) engine: Arc<Engine>,
     /// A receiver to `resubscribe` from; the core's task owns the only sender, so every
     /// watch ends when the node closes.
     pub(crate) events: Mutex<broadcast::Receiver<Arc<[Event]>>>,
@@ -209,8 +218,145 @@ pub(crate) fn spawn(
         serving: outlets.serving,
         unuploaded: outlets.unuploaded,
         progress: progress::Reporter::new(),
+        waiting: None,
+        stopping: None,
+        on_caller: false,
     };
-    runtime.spawn(driver.run(commands));
+    let clock = driver.clock;
+    *shared
+        .engine
+        .driver
+        .try_lock()
+        .expect("nobody else holds a node's engine before its task starts") = Some(driver);
+    runtime.spawn(run(shared.engine.clone(), clock, commands));
+}
+
+/// The core and everything that drives it, behind the lock that the core's task and a
+/// caller running a round on its own task ([`run_here`]) take in turn. Empty once the
+/// node has closed.
+pub(crate) struct Engine {
+    driver: tokio::sync::Mutex<Option<Driver>>,
+    /// Requests sent to the core's task that it has not taken yet: while there are any, a
+    /// request queues behind them rather than overtake them on its caller's task.
+    queued: AtomicUsize,
+}
+
+impl Engine {
+    /// An engine without a core yet: [`spawn`] puts one in.
+    pub(crate) fn empty() -> Engine {
+        Engine {
+            driver: tokio::sync::Mutex::new(None),
+            queued: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// Sends `command` (a request) to the core: runs its round on the caller's task when the
+/// core is idle ([`run_here`]), else queues it for the core's task. Requests are decided in
+/// the order they are submitted in either case. Fails when the node has closed.
+pub(crate) fn submit(shared: &Shared, command: Command) -> Result<(), ()> {
+    let Some(command) = run_here(&shared.engine, command) else {
+        return Ok(());
+    };
+    let request = matches!(command, Command::Request { .. });
+    if request {
+        shared.engine.queued.fetch_add(1, Ordering::AcqRel);
+    }
+    shared.commands.send(command).map_err(|_| {
+        if request {
+            shared.engine.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+    })
+}
+
+/// Runs the round for `command` (a request) on the caller's task when the core's task is
+/// idle — waiting for commands, so nobody holds the engine — and nothing queued for it
+/// waits; gives the command back otherwise, for the caller to queue for the core's task.
+/// A lone writer's put then costs no task switch at all: the core's task would be woken on
+/// the caller's worker, and the answer would wake the caller there again, one switch too
+/// many for the runtime's "last in, first out" slot, which then hands the connection's
+/// task to the other worker (measured with `t4 run` and one writer: docs/benchmarks.md).
+/// A request that finds the core busy queues as before, so concurrent writers still share
+/// batches. The reply goes out as it would from the core's task: usually it is ready when
+/// this returns. The round blocks the caller's thread for the WAL append, as the core's
+/// task blocks its worker.
+fn run_here(engine: &Engine, command: Command) -> Option<Command> {
+    let Ok(mut guard) = engine.driver.try_lock() else {
+        return Some(command);
+    };
+    // Checked under the lock, which the core's task holds while it takes queued requests.
+    if engine.queued.load(Ordering::Acquire) > 0 {
+        return Some(command);
+    }
+    let Some(driver) = guard.as_mut().filter(|d| d.stopping.is_none()) else {
+        return Some(command);
+    };
+    let mut requests = Vec::with_capacity(1);
+    driver.take(command, &mut requests);
+    driver.on_caller = true;
+    driver.decide(requests, None);
+    driver.on_caller = false;
+    driver.wake_if_sooner();
+    None
+}
+
+/// The core's task: waits for commands (or the core's next deadline), and runs a round for
+/// what came, with the engine locked; a caller may run rounds meanwhile ([`run_here`]).
+async fn run(engine: Arc<Engine>, clock: Clock, mut commands: Receiver<Command>) {
+    let mut until = {
+        let mut guard = engine.driver.lock().await;
+        let driver = guard.as_mut().expect("spawn filled the engine");
+        driver.drain(Some(&commands));
+        driver.before_wait(&commands)
+    };
+    while let Some(deadline) = until {
+        let wait = next_command(&mut commands, deadline, clock).await;
+        let mut guard = engine.driver.lock().await;
+        let driver = guard.as_mut().expect("only this task empties the engine");
+        driver.waiting = None;
+        match wait {
+            Wait::Command(first) => driver.round(first, &mut commands, &engine.queued),
+            Wait::Timeout => {
+                driver.timeouts();
+                driver.drain(Some(&commands));
+            }
+            Wait::Closed => break,
+        }
+        until = driver.before_wait(&commands);
+    }
+    let mut driver = engine
+        .driver
+        .lock()
+        .await
+        .take()
+        .expect("only this task empties the engine");
+    let shutdown = driver.stopping.take();
+    // Joining threads and persisting the store block: not on a runtime worker.
+    let _ = tokio::task::spawn_blocking(move || driver.release()).await;
+    for done in shutdown.into_iter().flatten() {
+        let _ = done.send(());
+    }
+    // Dropped only now: a `close` that raced with this shutdown returns after the release.
+    drop(commands);
+}
+
+/// The next command, or `Timeout` if `deadline` comes first.
+async fn next_command(
+    commands: &mut Receiver<Command>,
+    deadline: Option<t4_core::Instant>,
+    clock: Clock,
+) -> Wait {
+    let received = match deadline {
+        Some(at) => {
+            let wait = at.saturating_since(clock.now());
+            match tokio::time::timeout(wait.max(Duration::from_micros(1)), commands.recv()).await {
+                Ok(received) => received,
+                Err(_) => return Wait::Timeout,
+            }
+        }
+        None => commands.recv().await,
+    };
+    received.map_or(Wait::Closed, Wait::Command)
 }
 
 /// Sets `value` on a watch channel, waking its receivers only if it changed.
@@ -280,6 +426,14 @@ struct Driver {
     serving: watch::Sender<Serving>,
     unuploaded: watch::Sender<u64>,
     progress: progress::Reporter,
+    /// While the core's task waits for commands, the deadline it waits until (`None`
+    /// inside: none); `None` while it runs a round.
+    waiting: Option<Option<t4_core::Instant>>,
+    /// Set by a shutdown: whom to tell when the node has closed.
+    stopping: Option<Vec<oneshot::Sender<()>>>,
+    /// Whether a round runs on a caller's task ([`run_here`]), which must not hand its
+    /// worker over (`append`): it may not even be a runtime worker.
+    on_caller: bool,
 }
 
 /// What waiting for the next command brought.
@@ -292,119 +446,120 @@ enum Wait {
 }
 
 impl Driver {
-    /// The next command, or the core's next timeout if it comes first.
-    async fn next_command(&self, commands: &mut Receiver<Command>) -> Wait {
-        let received = match self.core.poll_timeout() {
-            Some(at) => {
-                let wait = at.saturating_since(self.clock.now());
-                match tokio::time::timeout(wait.max(Duration::from_micros(1)), commands.recv())
-                    .await
-                {
-                    Ok(received) => received,
-                    Err(_) => return Wait::Timeout,
-                }
-            }
-            None => commands.recv().await,
-        };
-        received.map_or(Wait::Closed, Wait::Command)
+    /// Before the core's task waits: `None` when it is to stop (a shutdown with nothing
+    /// left in flight), else the core's next deadline, noted for [`run_here`].
+    fn before_wait(&mut self, commands: &Receiver<Command>) -> Option<Option<t4_core::Instant>> {
+        if self.stopping.is_some() && self.core.is_quiescent() {
+            return None;
+        }
+        if commands.is_empty() {
+            // This task is about to wait: the callers it answered run meanwhile.
+            self.answered = 0;
+        }
+        let until = self.core.poll_timeout();
+        self.waiting = Some(until);
+        Some(until)
     }
 
-    async fn run(mut self, mut commands: Receiver<Command>) {
-        let mut shutdown: Option<Vec<oneshot::Sender<()>>> = None;
-        self.drain(&commands);
-        loop {
-            if shutdown.is_some() && self.core.is_quiescent() {
-                break;
+    /// After a round on a caller's task: wakes the core's task if the core's next deadline
+    /// is now sooner than the one it waits until.
+    fn wake_if_sooner(&mut self) {
+        let Some(until) = self.waiting else {
+            return;
+        };
+        let next = self.core.poll_timeout();
+        if next.is_some_and(|at| until.is_none_or(|u| at < u)) {
+            self.waiting = Some(next);
+            let _ = self.commands_tx.send(Command::Wake);
+        }
+    }
+
+    /// Handles every deadline of the core's that has passed.
+    fn timeouts(&mut self) {
+        let now = self.clock.now();
+        if self.core.poll_timeout().is_some_and(|at| at <= now) {
+            self.core.handle_timeout(now);
+        }
+    }
+
+    /// A round for `first` and everything that queued up meanwhile (while the last WAL
+    /// append synced): its requests share the next batch. `queued` counts the requests
+    /// sent to this task and not taken yet ([`submit`]).
+    fn round(&mut self, first: Command, commands: &mut Receiver<Command>, queued: &AtomicUsize) {
+        let mut requests = Vec::new();
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(command) = next.take() {
+            if matches!(command, Command::Request { .. }) {
+                queued.fetch_sub(1, Ordering::AcqRel);
             }
-            if commands.is_empty() {
-                // This task is about to wait: the callers it answered run meanwhile.
-                self.answered = 0;
+            self.take(command, &mut requests);
+            taken += 1;
+            if taken < MAX_COMMANDS_PER_ROUND {
+                next = commands.try_recv().ok();
             }
-            let first = match self.next_command(&mut commands).await {
-                Wait::Command(command) => command,
-                Wait::Timeout => {
-                    let now = self.clock.now();
-                    if self.core.poll_timeout().is_some_and(|at| at <= now) {
-                        self.core.handle_timeout(now);
-                    }
-                    self.drain(&commands);
-                    continue;
-                }
-                Wait::Closed => break,
-            };
-            // Everything that queued up meanwhile (while the last WAL append synced) goes in
-            // together, so its requests share the next batch.
-            let mut requests = Vec::new();
-            let mut next = Some(first);
-            let mut taken = 0;
-            while let Some(command) = next.take() {
-                match command {
-                    Command::Request {
+        }
+        self.decide(requests, Some(commands));
+    }
+
+    /// Feeds the core `requests` and any passed deadline, then performs what it asks for.
+    /// `commands` is the queue when the core's task runs the round (`None` on a caller's).
+    fn decide(&mut self, requests: Vec<Input>, commands: Option<&Receiver<Command>>) {
+        if !requests.is_empty() {
+            self.core.handle_all(self.clock.now(), requests);
+        }
+        self.timeouts();
+        self.drain(commands);
+    }
+
+    /// Takes one command into the round: a request joins `requests` (to be fed to the core
+    /// together); anything else is fed to the core at once.
+    fn take(&mut self, command: Command, requests: &mut Vec<Input>) {
+        match command {
+            Command::Request {
+                request,
+                auth_revision,
+                reply,
+            } => {
+                if self.stopping.is_some() {
+                    let _ = reply.send(Err(t4_core::Error::Stopped));
+                } else {
+                    self.next_request += 1;
+                    let id = RequestId(self.next_request);
+                    self.pending.insert(id, reply);
+                    requests.push(Input::Request {
+                        id,
                         request,
                         auth_revision,
-                        reply,
-                    } => {
-                        if shutdown.is_some() {
-                            let _ = reply.send(Err(t4_core::Error::Stopped));
-                        } else {
-                            self.next_request += 1;
-                            let id = RequestId(self.next_request);
-                            self.pending.insert(id, reply);
-                            requests.push(Input::Request {
-                                id,
-                                request,
-                                auth_revision,
-                            });
-                        }
-                    }
-                    Command::IoDone { io, result } => self
-                        .core
-                        .handle(self.clock.now(), Input::IoDone { io, result }),
-                    Command::ObjectDone { io, result } => self
-                        .core
-                        .handle(self.clock.now(), Input::ObjectDone { io, result }),
-                    Command::Applied(done) => {
-                        self.applier.reported();
-                        self.apply_done(done);
-                    }
-                    Command::CheckpointBuilt { io, result } => self
-                        .core
-                        .handle(self.clock.now(), Input::CheckpointBuilt { io, result }),
-                    Command::Checkpoint { reply } => {
-                        if shutdown.is_some() {
-                            let _ = reply.send(Err("the node is shutting down".to_string()));
-                        } else {
-                            self.next_request += 1;
-                            let id = RequestId(self.next_request);
-                            self.checkpoints.insert(id, reply);
-                            self.core.handle(self.clock.now(), Input::Checkpoint { id });
-                        }
-                    }
-                    Command::Shutdown { done } => {
-                        shutdown.get_or_insert_with(Vec::new).extend(done)
-                    }
-                }
-                taken += 1;
-                if taken < MAX_COMMANDS_PER_ROUND {
-                    next = commands.try_recv().ok();
+                    });
                 }
             }
-            if !requests.is_empty() {
-                self.core.handle_all(self.clock.now(), requests);
+            Command::IoDone { io, result } => self
+                .core
+                .handle(self.clock.now(), Input::IoDone { io, result }),
+            Command::ObjectDone { io, result } => self
+                .core
+                .handle(self.clock.now(), Input::ObjectDone { io, result }),
+            Command::Applied(done) => {
+                self.applier.reported();
+                self.apply_done(done);
             }
-            let now = self.clock.now();
-            if self.core.poll_timeout().is_some_and(|at| at <= now) {
-                self.core.handle_timeout(now);
+            Command::CheckpointBuilt { io, result } => self
+                .core
+                .handle(self.clock.now(), Input::CheckpointBuilt { io, result }),
+            Command::Checkpoint { reply } => {
+                if self.stopping.is_some() {
+                    let _ = reply.send(Err("the node is shutting down".to_string()));
+                } else {
+                    self.next_request += 1;
+                    let id = RequestId(self.next_request);
+                    self.checkpoints.insert(id, reply);
+                    self.core.handle(self.clock.now(), Input::Checkpoint { id });
+                }
             }
-            self.drain(&commands);
+            Command::Shutdown { done } => self.stopping.get_or_insert_with(Vec::new).extend(done),
+            Command::Wake => {}
         }
-        // Joining threads and persisting the store block: not on a runtime worker.
-        let _ = tokio::task::spawn_blocking(move || self.release()).await;
-        for done in shutdown.into_iter().flatten() {
-            let _ = done.send(());
-        }
-        // Dropped only now: a `close` that raced with this shutdown returns after the release.
-        drop(commands);
     }
 
     /// Persists the store and lets go of the data dir: waits for the background threads,
@@ -463,7 +618,7 @@ impl Driver {
     /// commands wait in `commands` (the core's task then takes them meanwhile); a small
     /// apply with nothing else to do, or that reads wait for, runs here. Replies go out as
     /// they are polled.
-    fn drain(&mut self, commands: &Receiver<Command>) {
+    fn drain(&mut self, commands: Option<&Receiver<Command>>) {
         loop {
             self.perform();
             let append = self.append.take();
@@ -478,8 +633,8 @@ impl Driver {
                     .is_none_or(|(_, entry)| entry.ops.len() <= INLINE_APPLY_MAX_OPS);
                 // Requests already waiting would wait for an inline apply too, unless reads
                 // wait for this apply: then it runs at once, here.
-                let idle =
-                    append.is_none() && (commands.is_empty() || self.acker.slot.readers_waiting());
+                let idle = append.is_none()
+                    && (commands.is_none_or(|c| c.is_empty()) || self.acker.slot.readers_waiting());
                 let inline = if !idle || self.applier.busy() || !small {
                     self.applier.hand_over(job)
                 } else {
@@ -541,7 +696,9 @@ impl Driver {
     fn append(&mut self, segment: SegmentId, create: bool, bytes: &[u8]) -> Result<(), String> {
         let wal = &mut self.wal;
         let answered = std::mem::take(&mut self.answered);
-        let result = if self.multi_thread && (1..=HAND_OVER_MAX_ANSWERS).contains(&answered) {
+        let hand_over =
+            self.multi_thread && !self.on_caller && (1..=HAND_OVER_MAX_ANSWERS).contains(&answered);
+        let result = if hand_over {
             tokio::task::block_in_place(|| wal.append(segment, create, bytes))
         } else {
             wal.append(segment, create, bytes)

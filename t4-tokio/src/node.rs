@@ -207,6 +207,7 @@ impl Node {
             data_dir: dir.clone(),
             store: Arc::new(StoreSlot::new(store)),
             commands: commands_tx,
+            engine: Arc::new(driver::Engine::empty()),
             events: Mutex::new(events_rx),
             applied: applied_rx,
             wal_segments: wal_segments_rx,
@@ -248,14 +249,12 @@ impl Node {
         auth_revision: Option<u64>,
     ) -> Result<Response> {
         let (reply, answer) = oneshot::channel();
-        self.shared
-            .commands
-            .send(Command::Request {
-                request,
-                auth_revision,
-                reply,
-            })
-            .map_err(|_| Error::Closed)?;
+        let command = Command::Request {
+            request,
+            auth_revision,
+            reply,
+        };
+        driver::submit(&self.shared, command).map_err(|()| Error::Closed)?;
         answer
             .await
             .map_err(|_| Error::Closed)?

@@ -13,26 +13,58 @@ fn role_add(name: &str) -> AuthChange {
     AuthChange::RoleAdd { name: name.into() }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_is_published_even_when_its_caller_has_gone() {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{Context, Waker};
+
     let dir = tempfile::tempdir().unwrap();
     let node = open(dir.path()).await;
+    // Writers keep the core busy, so that a change finds it busy and queues for the core's
+    // task (on an idle core it would be decided on its caller's task, within its first poll).
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (node, stop) = (node.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    node.put(format!("w{w}"), "v").await.unwrap();
+                }
+            })
+        })
+        .collect();
     // The change is sent on its first poll; the caller then gives up on it.
-    let change = node.auth_change(role_add("reader"));
-    tokio::select! {
-        biased;
-        _ = change => panic!("answered before its WAL append"),
-        _ = std::future::ready(()) => {}
+    let mut queued = None;
+    for i in 0..100_000 {
+        let role = format!("reader{i}");
+        let mut change = std::pin::pin!(node.auth_change(role_add(&role)));
+        if change
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+        {
+            queued = Some(role);
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let role = queued.expect("a change found the core busy and queued");
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
     }
     // A put sent afterwards is decided after the change: once it is answered, so is the
     // change.
     node.put(b("after"), b("v")).await.unwrap();
-    assert!(node.auth().roles.contains_key("reader"));
+    let roles = node.auth().roles.clone();
+    assert!(roles.contains_key(role.as_str()), "{role} in {roles:?}");
     assert_eq!(
         node.auth_status(),
         AuthStatus {
             enabled: false,
-            revision: 1
+            revision: roles.len() as u64
         }
     );
 }

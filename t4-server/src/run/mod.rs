@@ -254,10 +254,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .routes()
         .into_axum_router()
         .fallback_service(plain_http);
+    let answering = coalesce::Answering::default();
     let router = tonic::transport::Server::builder()
         .layer(GrpcMetricsLayer::new(
             metrics.as_ref().map(|(m, _)| m.grpc.clone()),
         ))
+        .layer(coalesce::AnsweringLayer::new(answering.clone()))
         .http2_keepalive_interval(keepalive)
         .http2_keepalive_timeout(Some(args.grpc_keepalive_timeout))
         .tcp_nodelay(true)
@@ -272,8 +274,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Each connection's answers to one batch leave in one write (`coalesce.rs`), and requests
     // with an `:authority` that `h2` would refuse are served as etcd serves them
     // (`authority.rs`).
-    let incoming = incoming.map(|conn| {
-        conn.map(|tcp| authority::AuthorityRepair::new(coalesce::Coalescing::new(tcp)))
+    let incoming = incoming.map(move |conn| {
+        conn.map(|tcp| {
+            authority::AuthorityRepair::new(coalesce::Coalescing::new(tcp, answering.clone()))
+        })
     });
     let serve = router.serve_with_incoming_shutdown(incoming, async move {
         let _ = stopping.wait_for(|s| *s).await;
