@@ -17,10 +17,17 @@
 //! follows). A segment is cut to its written length before the next one is created and when
 //! the directory is closed, so only the last segment can ever be longer than what it holds,
 //! and only after a crash.
+//!
+//! Where the file system takes them, a new segment is appended to with direct, synchronous
+//! writes of whole blocks (`Direct`: `O_DIRECT | O_DSYNC`) instead of `pwrite` and
+//! `fdatasync`; the zeros ahead are written the same way. Each append rewrites the segment's
+//! last, partly written block with the same bytes it already held, as the page cache's
+//! writeback of a partly written page does, so a torn write leaves each sector either as it
+//! was or as it is meant to be, both holding every byte acknowledged before.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -32,8 +39,16 @@ use crate::error::{Error, Result};
 /// new chunk is written when less than half of one is left after an append.
 const ZERO_AHEAD: u64 = 1 << 20;
 
-/// The zeros written ahead (static: too large for a task's stack).
-static ZEROS: [u8; ZERO_AHEAD as usize] = [0; ZERO_AHEAD as usize];
+/// The zeros written ahead (static: too large for a task's stack), aligned for direct writes.
+static ZEROS: Aligned<{ ZERO_AHEAD as usize }> = Aligned([0; ZERO_AHEAD as usize]);
+
+/// Bytes at a [`BLOCK`]-aligned address.
+#[repr(C, align(4096))]
+struct Aligned<const N: usize>([u8; N]);
+
+/// What direct writes are aligned to: file offsets, lengths and memory addresses. A multiple
+/// of the logical block size of the devices we run on (512 bytes or 4 KiB).
+const BLOCK: u64 = 4096;
 
 /// The directory of WAL segments, with the segment being appended to.
 pub(crate) struct WalDir {
@@ -49,12 +64,76 @@ pub(crate) struct WalDir {
 struct Active {
     id: SegmentId,
     file: File,
+    /// The same file opened for direct, synchronous writes, when the file system allows:
+    /// appends then write whole blocks that are durable when the write returns (`Direct`).
+    direct: Option<Direct>,
     /// Where the next append goes: the length of what the segment holds.
     len: u64,
     /// The file's size when that is more than `len` (preallocated space); else 0.
     allocated: u64,
     /// Where the zeros written ahead of `len` end (`len` when there are none).
     zeroed: u64,
+}
+
+/// Direct writes (`O_DIRECT | O_DSYNC`) to the active segment: each append rewrites the
+/// segment's last, partly written block with the new bytes after it, padded with zeros to
+/// whole blocks, in one write that is durable when it returns. No page cache and no
+/// separate `fdatasync`: measured on ext4 in a VM, a 415-byte append went from 74–81 µs
+/// (`pwrite` + `fdatasync`) to 62–68 µs p50, and the kernel no longer runs its writeback
+/// path for each append (docs/benchmarks.md). The zeros after the new bytes in their last
+/// block read as the end of the log, as preallocated space does.
+struct Direct {
+    file: File,
+    /// The bytes from the start of the block that holds the segment's end up to the end.
+    tail: Vec<u8>,
+    /// Where each write is assembled: over-allocated so that a [`BLOCK`]-aligned part of it
+    /// holds the write (direct writes need aligned memory).
+    buf: Vec<u8>,
+}
+
+impl Direct {
+    /// Opens the new, empty segment at `path` for direct writes; `None` where the file
+    /// system refuses them (tmpfs).
+    fn open(path: &Path) -> Option<Direct> {
+        let flags = rustix::fs::OFlags::DIRECT | rustix::fs::OFlags::DSYNC;
+        let file = OpenOptions::new()
+            .write(true)
+            .custom_flags(flags.bits() as i32)
+            .open(path)
+            .map_err(|e| tracing::debug!(error = %e, "no direct writes to WAL segments here"))
+            .ok()?;
+        Some(Direct {
+            file,
+            tail: Vec::new(),
+            buf: Vec::new(),
+        })
+    }
+
+    /// Writes `bytes` at `len`, the segment's end, durably.
+    fn append(&mut self, len: u64, bytes: &[u8]) -> std::io::Result<()> {
+        let start = len - self.tail.len() as u64;
+        let total = self.tail.len() + bytes.len();
+        let padded = total.next_multiple_of(BLOCK as usize);
+        if self.buf.len() < padded + BLOCK as usize {
+            self.buf = vec![0; padded + BLOCK as usize];
+        }
+        let at = self.buf.as_ptr().align_offset(BLOCK as usize);
+        let out = &mut self.buf[at..at + padded];
+        out[..self.tail.len()].copy_from_slice(&self.tail);
+        out[self.tail.len()..total].copy_from_slice(bytes);
+        out[total..].fill(0);
+        self.file.write_all_at(out, start)?;
+        let kept = total % BLOCK as usize;
+        self.tail.clear();
+        self.tail.extend_from_slice(&out[total - kept..total]);
+        Ok(())
+    }
+
+    /// Writes zeros over `from..to` (both [`BLOCK`]-aligned), durably.
+    fn zero(&self, from: u64, to: u64) -> std::io::Result<()> {
+        self.file
+            .write_all_at(&ZEROS.0[..(to - from) as usize], from)
+    }
 }
 
 fn io_err<'a>(context: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
@@ -155,9 +234,16 @@ impl WalDir {
             } else {
                 0
             };
+            // Only for a new, preallocated segment: its blocks are the log's alone.
+            let direct = if allocated > 0 && len == 0 {
+                Direct::open(&file)
+            } else {
+                None
+            };
             self.active = Some(Active {
                 id,
                 file: f,
+                direct,
                 len,
                 allocated,
                 zeroed: len,
@@ -165,6 +251,34 @@ impl WalDir {
         }
         let file = self.file(id);
         let active = self.active.as_mut().expect("set above");
+        if let Some(direct) = &mut active.direct {
+            match direct.append(active.len, bytes) {
+                Ok(()) => {
+                    active.len += bytes.len() as u64;
+                    // Zeros ahead, as below, from the block after the one the log ends in.
+                    let from = active.zeroed.max(active.len).next_multiple_of(BLOCK);
+                    let to = (from + ZERO_AHEAD).min(self.preallocate) / BLOCK * BLOCK;
+                    if active.len + ZERO_AHEAD / 2 > active.zeroed && to > from {
+                        direct
+                            .zero(from, to)
+                            .map_err(io_err("writing zeros ahead in the WAL", &file))?;
+                        active.zeroed = to;
+                        active.allocated = active.allocated.max(to);
+                    }
+                    if create {
+                        self.sync_dir()?;
+                    }
+                    return Ok(());
+                }
+                // Refused before anything was written (an alignment the file system does
+                // not take): appends to this segment go through the page cache instead.
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                    tracing::warn!(error = %e, "direct writes to the WAL refused; using buffered writes and fdatasync");
+                    active.direct = None;
+                }
+                Err(e) => return Err(io_err("writing the WAL", &file)(e)),
+            }
+        }
         active
             .file
             .write_all_at(bytes, active.len)
@@ -178,7 +292,7 @@ impl WalDir {
         if active.len + ZERO_AHEAD / 2 > active.zeroed && to > from {
             active
                 .file
-                .write_all_at(&ZEROS[..(to - from) as usize], from)
+                .write_all_at(&ZEROS.0[..(to - from) as usize], from)
                 .map_err(io_err("writing zeros ahead in the WAL", &file))?;
             active.zeroed = to;
             active.allocated = active.allocated.max(to);
@@ -345,6 +459,81 @@ mod tests {
         let (_, segments) = WalDir::open(dir.path(), LARGE).unwrap();
         assert_eq!(segments[0].1.len() as u64, LARGE);
         assert!(segments[0].1[end as usize..].iter().all(|b| *b == 0));
+    }
+
+    /// Whether `dir`'s file system takes direct, synchronous writes (tmpfs does not).
+    fn takes_direct_writes(dir: &Path) -> bool {
+        let probe = dir.join("probe");
+        File::create(&probe).unwrap();
+        let flags = rustix::fs::OFlags::DIRECT | rustix::fs::OFlags::DSYNC;
+        OpenOptions::new()
+            .write(true)
+            .custom_flags(flags.bits() as i32)
+            .open(&probe)
+            .is_ok()
+    }
+
+    #[test]
+    fn appends_go_through_direct_writes_where_the_file_system_takes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let direct = takes_direct_writes(dir.path());
+        let (mut wal, _) = WalDir::open(&dir.path().join("wal"), PREALLOCATE).unwrap();
+        write(&mut wal, 1, 3);
+        assert_eq!(
+            wal.active.as_ref().unwrap().direct.is_some(),
+            direct,
+            "direct writes are used exactly where the file system takes them"
+        );
+    }
+
+    /// Appends of every size, across block boundaries and larger than a block, read back
+    /// exactly, followed by zeros, with the direct writes (where available) and without.
+    #[test]
+    fn appends_of_any_size_read_back_exactly() {
+        for direct in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut wal, _) = WalDir::open(dir.path(), PREALLOCATE).unwrap();
+            let mut expected = Vec::new();
+            // Sizes chosen to end inside a block, exactly on a block's end, and to span
+            // several blocks.
+            let sizes = [1usize, 415, 3680, 4096, 1, 4095, 9000, 17, 8192, 100];
+            for (i, size) in sizes.into_iter().enumerate() {
+                let bytes: Vec<u8> = (0..size).map(|j| (i * 31 + j) as u8 | 1).collect();
+                wal.append(1, i == 0, &bytes).unwrap();
+                if i == 0 && !direct {
+                    wal.active.as_mut().unwrap().direct = None;
+                }
+                expected.extend_from_slice(&bytes);
+            }
+            // A crash: nothing cuts the segment.
+            std::mem::forget(wal);
+            let (_, segments) = WalDir::open(dir.path(), PREALLOCATE).unwrap();
+            let got = &segments[0].1;
+            assert_eq!(&got[..expected.len()], &expected[..], "direct: {direct}");
+            assert!(
+                got[expected.len()..].iter().all(|b| *b == 0),
+                "direct: {direct}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_reopened_segment_takes_appends_after_its_last_partial_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = WalDir::open(dir.path(), PREALLOCATE).unwrap();
+        let first = write(&mut wal, 1, 7);
+        drop(wal);
+        // Reopened without `create`: the segment is appended to where it ends.
+        let (mut wal, segments) = WalDir::open(dir.path(), PREALLOCATE).unwrap();
+        assert_eq!(segments[0].1.len() as u64, first);
+        let all = appends(1, 10);
+        for bytes in &all[7..] {
+            wal.append(1, false, bytes).unwrap();
+        }
+        drop(wal);
+        let (_, segments) = WalDir::open(dir.path(), PREALLOCATE).unwrap();
+        let recovery = recover(&segments, 0).unwrap();
+        assert_eq!(recovery.entries.len(), 10);
     }
 
     #[test]
