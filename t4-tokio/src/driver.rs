@@ -13,7 +13,7 @@
 //! or a gRPC handler) wakes the core's task on the same worker, and the answer wakes the
 //! caller there too, where a thread of its own would cost a cross-thread wake-up each way
 //! (about 100 µs on a small VM, measured: docs/benchmarks.md). The WAL append blocks the
-//! worker for one write and fdatasync per batch, as a WAL thread would block its thread;
+//! worker for one durable write per batch, as a WAL thread would block its thread;
 //! the other workers go on meanwhile, and on a multi-threaded runtime the callers just
 //! answered do too: the worker's queue moves to another thread for the sync
 //! (`Driver::append`).
@@ -686,7 +686,7 @@ impl Driver {
         );
     }
 
-    /// Writes and fdatasyncs one WAL append, blocking the task's worker meanwhile. When
+    /// Writes one WAL append durably, blocking the task's worker meanwhile. When
     /// answers went out since the task last appended or waited for commands (up to
     /// [`HAND_OVER_MAX_ANSWERS`]), the callers they woke are queued on this worker, where
     /// they would wait for the sync: `block_in_place` then hands the worker's queue to

@@ -27,8 +27,10 @@
 //!   opened the node owns it, so keep that runtime running while the node is in use (a
 //!   current-thread runtime runs the task only while it is driven). The runtime needs
 //!   timers enabled (`enable_all`, as `#[tokio::main]` does); `open` panics without them.
-//! * The same task appends group-committed batches to WAL segment files and fdatasyncs them,
-//!   after answering the previous batch; a write is acknowledged only after that.
+//! * The same task appends group-committed batches to WAL segment files, each append
+//!   durable when it returns (direct synchronous writes, or write + fdatasync), after
+//!   answering the previous batch; a write is acknowledged only after that. A request that
+//!   finds the core idle runs that round on its caller's task instead.
 //! * The store is [fjall](https://docs.rs/fjall), written without fsync (the WAL is the
 //!   truth); reads are served from it directly, concurrently, at a consistent revision.
 //! * With [`Config::object_store`] (S3 or any `object_store` implementation), the core's

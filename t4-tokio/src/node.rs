@@ -29,7 +29,7 @@ pub(crate) const FORMAT_FILE: &str = "t4-format";
 /// model, running inside your process.
 ///
 /// `Node` is a cheap handle; clone it freely. Writes are serialised through the core and
-/// acknowledged only once durable (fdatasync of the WAL); reads are served concurrently from
+/// acknowledged only once durable (synced to the WAL); reads are served concurrently from
 /// the store and never wait behind writes.
 ///
 /// ```
@@ -265,7 +265,7 @@ impl Node {
     }
 
     /// Puts `key` = `value`; returns the write's revision. Returns once the write is durable
-    /// (fdatasync'd in the WAL) and visible to reads. etcd: `Put`.
+    /// (synced to the WAL) and visible to reads. etcd: `Put`.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]

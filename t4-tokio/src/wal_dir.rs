@@ -1,6 +1,6 @@
 //! WAL segment files on the local disk.
 //!
-//! The core decides what to write and when; this module only performs it: append + fdatasync
+//! The core decides what to write and when; this module only performs it: a durable append
 //! (plus a directory fsync when a segment is created), truncate a torn tail, delete sealed
 //! segments. File names and formats come from [`t4_core::wal`].
 //!
