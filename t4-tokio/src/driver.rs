@@ -251,21 +251,26 @@ impl Engine {
     }
 }
 
-/// Sends `command` (a request) to the core: runs its round on the caller's task when the
-/// core is idle ([`run_here`]), else queues it for the core's task. Requests are decided in
-/// the order they are submitted in either case. Fails when the node has closed.
-pub(crate) fn submit(shared: &Shared, command: Command) -> Result<(), ()> {
+/// Sends a request to the core: runs its round on the caller's task when the core is idle
+/// ([`run_here`]), else queues it for the core's task. Requests are decided in the order
+/// they are submitted in either case. Fails when the node has closed.
+pub(crate) fn submit(
+    shared: &Shared,
+    request: Request,
+    auth_revision: Option<u64>,
+    reply: oneshot::Sender<Result<Response, t4_core::Error>>,
+) -> Result<(), ()> {
+    let command = Command::Request {
+        request,
+        auth_revision,
+        reply,
+    };
     let Some(command) = run_here(&shared.engine, command) else {
         return Ok(());
     };
-    let request = matches!(command, Command::Request { .. });
-    if request {
-        shared.engine.queued.fetch_add(1, Ordering::AcqRel);
-    }
+    shared.engine.queued.fetch_add(1, Ordering::AcqRel);
     shared.commands.send(command).map_err(|_| {
-        if request {
-            shared.engine.queued.fetch_sub(1, Ordering::AcqRel);
-        }
+        shared.engine.queued.fetch_sub(1, Ordering::AcqRel);
     })
 }
 

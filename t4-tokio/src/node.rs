@@ -249,12 +249,7 @@ impl Node {
         auth_revision: Option<u64>,
     ) -> Result<Response> {
         let (reply, answer) = oneshot::channel();
-        let command = Command::Request {
-            request,
-            auth_revision,
-            reply,
-        };
-        driver::submit(&self.shared, command).map_err(|()| Error::Closed)?;
+        driver::submit(&self.shared, request, auth_revision, reply).map_err(|()| Error::Closed)?;
         answer
             .await
             .map_err(|_| Error::Closed)?

@@ -136,6 +136,53 @@ impl Direct {
     }
 }
 
+impl Active {
+    /// Writes `bytes` at the segment's end; returns whether they are durable already (a
+    /// direct write), or wait for `sync_data`.
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<bool> {
+        if let Some(direct) = &mut self.direct {
+            match direct.append(self.len, bytes) {
+                Ok(()) => {
+                    self.len += bytes.len() as u64;
+                    return Ok(true);
+                }
+                // Refused before anything was written (an alignment the file system does
+                // not take): appends to this segment go through the page cache instead.
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                    tracing::warn!(error = %e, "direct writes to the WAL refused; using buffered writes and fdatasync");
+                    self.direct = None;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.file.write_all_at(bytes, self.len)?;
+        self.len += bytes.len() as u64;
+        Ok(false)
+    }
+
+    /// The zeros to write ahead of the log's end after an append, if any: a chunk once less
+    /// than half of one is left, whole blocks for direct writes (from the block after the
+    /// one the log ends in). Never past the preallocated size: zeros there would only make
+    /// the file longer (they do make it longer where `fallocate` is not supported: then the
+    /// file's size, too, changes once per chunk instead of with every append).
+    fn zeros_ahead(&self, preallocate: u64) -> Option<(u64, u64)> {
+        let block = if self.direct.is_some() { BLOCK } else { 1 };
+        let from = self.zeroed.max(self.len).next_multiple_of(block);
+        let to = (from + ZERO_AHEAD).min(preallocate) / block * block;
+        (self.len + ZERO_AHEAD / 2 > self.zeroed && to > from).then_some((from, to))
+    }
+
+    /// Writes zeros over `from..to`, the way the segment's appends are written.
+    fn write_zeros(&self, from: u64, to: u64) -> std::io::Result<()> {
+        match &self.direct {
+            Some(direct) => direct.zero(from, to),
+            None => self
+                .file
+                .write_all_at(&ZEROS.0[..(to - from) as usize], from),
+        }
+    }
+}
+
 fn io_err<'a>(context: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |source| Error::Io {
         context,
@@ -251,56 +298,22 @@ impl WalDir {
         }
         let file = self.file(id);
         let active = self.active.as_mut().expect("set above");
-        if let Some(direct) = &mut active.direct {
-            match direct.append(active.len, bytes) {
-                Ok(()) => {
-                    active.len += bytes.len() as u64;
-                    // Zeros ahead, as below, from the block after the one the log ends in.
-                    let from = active.zeroed.max(active.len).next_multiple_of(BLOCK);
-                    let to = (from + ZERO_AHEAD).min(self.preallocate) / BLOCK * BLOCK;
-                    if active.len + ZERO_AHEAD / 2 > active.zeroed && to > from {
-                        direct
-                            .zero(from, to)
-                            .map_err(io_err("writing zeros ahead in the WAL", &file))?;
-                        active.zeroed = to;
-                        active.allocated = active.allocated.max(to);
-                    }
-                    if create {
-                        self.sync_dir()?;
-                    }
-                    return Ok(());
-                }
-                // Refused before anything was written (an alignment the file system does
-                // not take): appends to this segment go through the page cache instead.
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-                    tracing::warn!(error = %e, "direct writes to the WAL refused; using buffered writes and fdatasync");
-                    active.direct = None;
-                }
-                Err(e) => return Err(io_err("writing the WAL", &file)(e)),
-            }
-        }
-        active
-            .file
-            .write_all_at(bytes, active.len)
+        let durable = active
+            .write(bytes)
             .map_err(io_err("writing the WAL", &file))?;
-        active.len += bytes.len() as u64;
-        // Never past the preallocated size: zeros there would only make the file longer
-        // (they do make it longer where `fallocate` is not supported: then the file's size,
-        // too, changes once per chunk instead of with every append).
-        let from = active.zeroed.max(active.len);
-        let to = (from + ZERO_AHEAD).min(self.preallocate);
-        if active.len + ZERO_AHEAD / 2 > active.zeroed && to > from {
+        if let Some((from, to)) = active.zeros_ahead(self.preallocate) {
             active
-                .file
-                .write_all_at(&ZEROS.0[..(to - from) as usize], from)
+                .write_zeros(from, to)
                 .map_err(io_err("writing zeros ahead in the WAL", &file))?;
             active.zeroed = to;
             active.allocated = active.allocated.max(to);
         }
-        active
-            .file
-            .sync_data()
-            .map_err(io_err("syncing the WAL", &file))?;
+        if !durable {
+            active
+                .file
+                .sync_data()
+                .map_err(io_err("syncing the WAL", &file))?;
+        }
         if create {
             self.sync_dir()?;
         }
