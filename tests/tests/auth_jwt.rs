@@ -1,7 +1,8 @@
 //! JWT auth tokens end to end (`t4 run --auth-token jwt,…`, etcd's flag): tokens are JWTs with
 //! etcd's claims, survive a restart, go stale when the auth state changes (etcd's "revision
 //! of auth store is old", on which etcd's clients authenticate again), and refuse tampering;
-//! bad options stop the server. Keys are made by rcgen for each test.
+//! bad options stop the server. Keys are made by rcgen (and aws-lc-rs, for a SEC1 EC key) for
+//! each test.
 
 #![allow(clippy::disallowed_methods, clippy::unwrap_used)] // end-to-end tests: real time; unwrap is the assertion
 
@@ -162,6 +163,51 @@ async fn a_public_key_alone_verifies_tokens_but_issues_none() {
         refused.message(),
         "auth: token signing attempted with verify-only key"
     );
+}
+
+/// A private key file alone, written as `openssl` writes one — an EC key in SEC1 after its
+/// curve's parameters (`openssl ecparam -name prime256v1 -genkey`), an Ed25519 key in
+/// PKCS#8 v1 (`openssl genpkey -algorithm ed25519`) — signs tokens that the server then
+/// accepts, as etcd's do.
+#[tokio::test]
+async fn a_private_key_alone_as_openssl_writes_it_signs_and_verifies() {
+    use aws_lc_rs::encoding::{AsDer as _, EcPrivateKeyRfc5915Der};
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+    const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    let dir = tempfile::tempdir().unwrap();
+    let ec = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    let sec1: EcPrivateKeyRfc5915Der = ec.private_key().as_der().unwrap();
+    let ec_path = dir.path().join("ec.pem");
+    let blocks = [
+        pem::Pem::new("EC PARAMETERS", P256.to_vec()),
+        pem::Pem::new("EC PRIVATE KEY", sec1.as_ref().to_vec()),
+    ];
+    std::fs::write(&ec_path, pem::encode_many(&blocks)).unwrap();
+    let ed_path = dir.path().join("ed.pem");
+    let ed = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    std::fs::write(&ed_path, ed.serialize_pem()).unwrap();
+
+    for (method, key) in [("ES256", &ec_path), ("EdDSA", &ed_path)] {
+        let spec = format!("jwt,sign-method={method},priv-key={}", key.display());
+        let t4 = T4::start(t4_bin!(), &["--auth-token", &spec]).await;
+        let mut c = t4.client().await;
+        c.put("app/1", "one", None).await.unwrap();
+        t4_e2e::add_root_and_alice(&mut c, ROOT_PASSWORD, ALICE_PASSWORD).await;
+        c.auth_client().auth_enable().await.unwrap();
+        let token = authenticate(&t4, "alice", ALICE_PASSWORD).await.unwrap();
+        assert_eq!(token.split('.').count(), 3, "{method}: not a JWT: {token}");
+        assert_eq!(get_with(&t4, &token, "app/1").await.unwrap(), 1, "{method}");
+        // Another signature: its first character changed.
+        let at = token.rfind('.').unwrap() + 1;
+        let other = if token[at..].starts_with('A') {
+            "B"
+        } else {
+            "A"
+        };
+        let forged = format!("{}{other}{}", &token[..at], &token[at + 1..]);
+        let refused = get_with(&t4, &forged, "app/1").await.unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated, "{method}");
+    }
 }
 
 #[test]

@@ -5,15 +5,19 @@
 //! tokens stay valid across a restart until they expire; a request whose token's revision is
 //! older than the auth state is refused with "revision of auth store is old", as etcd does,
 //! and etcd's clients then authenticate again. The signing and verification are
-//! `jsonwebtoken`'s.
+//! `jsonwebtoken`'s; keys in the forms it does not read (SEC1 EC keys) are re-encoded, and the
+//! public half of an Ed25519 key is derived, with aws-lc-rs (`private_key`, `public_half`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
+use aws_lc_rs::signature::KeyPair as _;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rustls_pki_types::PrivateKeyDer;
+use rustls_pki_types::pem::PemObject as _;
 use serde::{Deserialize, Serialize};
 
 /// etcd's default lifetime of a JWT token.
@@ -40,6 +44,47 @@ impl std::fmt::Debug for JwtTokens {
 
 /// Reads a key of one family from PEM.
 type PemReader<K> = fn(&[u8]) -> jsonwebtoken::errors::Result<K>;
+
+/// The signing key in `pem` for an asymmetric `algorithm`, read as etcd reads it: an EC key
+/// either PKCS#8 (`PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`, what `openssl ecparam -genkey`
+/// writes), on the algorithm's curve; an Ed25519 key PKCS#8 (v1, as `openssl genpkey`
+/// writes, or v2); an RSA key PKCS#8 or PKCS#1. Other blocks in the file (`EC PARAMETERS`)
+/// are skipped. jsonwebtoken itself takes EC keys in PKCS#8 only, so an EC key is handed to
+/// it re-encoded as PKCS#8 by aws-lc-rs, which also checks its curve.
+fn private_key(algorithm: Algorithm, pem: &[u8]) -> anyhow::Result<EncodingKey> {
+    let (curve, name) = match algorithm {
+        Algorithm::ES256 => (
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            "P-256",
+        ),
+        Algorithm::ES384 => (
+            &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+            "P-384",
+        ),
+        Algorithm::EdDSA => return Ok(EncodingKey::from_ed_pem(pem)?),
+        _ => return Ok(EncodingKey::from_rsa_pem(pem)?),
+    };
+    let der = PrivateKeyDer::from_pem_slice(pem)?;
+    let pair = aws_lc_rs::signature::EcdsaKeyPair::from_private_key_der(curve, der.secret_der())
+        .map_err(|_| anyhow::anyhow!("not a {name} private key"))?;
+    let pkcs8 = pair
+        .to_pkcs8v1()
+        .map_err(|_| anyhow::anyhow!("cannot re-encode the key as PKCS#8"))?;
+    Ok(EncodingKey::from_ec_der(pkcs8.as_ref()))
+}
+
+/// The key that verifies what `signing` signs: jsonwebtoken derives it for RSA and EC keys,
+/// aws-lc-rs for Ed25519 ones.
+fn public_half(algorithm: Algorithm, signing: &EncodingKey) -> anyhow::Result<DecodingKey> {
+    if algorithm == Algorithm::EdDSA {
+        let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(signing.inner())
+            .map_err(|_| anyhow::anyhow!("not an Ed25519 private key"))?;
+        return Ok(DecodingKey::from_ed_der(pair.public_key().as_ref()));
+    }
+    Ok(DecodingKey::from_jwk(&Jwk::from_encoding_key(
+        signing, algorithm,
+    )?)?)
+}
 
 /// What a valid token says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,7 +147,7 @@ impl JwtTokens {
         let public = map.get("pub-key").map(|p| read("pub-key", p)).transpose()?;
         let bad_key = |option: &str| {
             let what = format!("--auth-token: {option} is not a PEM key for {method}");
-            move |e: jsonwebtoken::errors::Error| anyhow::anyhow!("{what}: {e}")
+            move |e: anyhow::Error| anyhow::anyhow!("{what}: {e:#}")
         };
         let (signing, verifying) = match algorithm {
             Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
@@ -117,28 +162,23 @@ impl JwtTokens {
                 )
             }
             _ => {
-                let (encoding, decoding): (PemReader<EncodingKey>, PemReader<DecodingKey>) =
-                    match algorithm {
-                        Algorithm::ES256 | Algorithm::ES384 => {
-                            (EncodingKey::from_ec_pem, DecodingKey::from_ec_pem)
-                        }
-                        Algorithm::EdDSA => (EncodingKey::from_ed_pem, DecodingKey::from_ed_pem),
-                        _ => (EncodingKey::from_rsa_pem, DecodingKey::from_rsa_pem),
-                    };
+                let decoding: PemReader<DecodingKey> = match algorithm {
+                    Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem,
+                    Algorithm::EdDSA => DecodingKey::from_ed_pem,
+                    _ => DecodingKey::from_rsa_pem,
+                };
                 let signing = private
-                    .map(|p| encoding(&p).map_err(bad_key("priv-key")))
+                    .as_deref()
+                    .map(|p| private_key(algorithm, p).map_err(bad_key("priv-key")))
                     .transpose()?;
                 let verifying = match (&public, &signing) {
-                    (Some(public), _) => decoding(public).map_err(bad_key("pub-key"))?,
+                    (Some(public), _) => decoding(public)
+                        .map_err(anyhow::Error::from)
+                        .map_err(bad_key("pub-key"))?,
                     // As etcd: without pub-key, tokens are verified with priv-key's public
-                    // half (jsonwebtoken derives it for RSA and EC keys, not for Ed25519).
-                    (None, Some(key)) if algorithm != Algorithm::EdDSA => {
-                        let jwk =
-                            Jwk::from_encoding_key(key, algorithm).map_err(bad_key("priv-key"))?;
-                        DecodingKey::from_jwk(&jwk).map_err(bad_key("priv-key"))?
-                    }
-                    (None, Some(_)) => {
-                        anyhow::bail!("--auth-token: sign-method EdDSA needs pub-key")
+                    // half.
+                    (None, Some(key)) => {
+                        public_half(algorithm, key).map_err(bad_key("priv-key"))?
                     }
                     (None, None) => {
                         anyhow::bail!(
@@ -257,28 +297,23 @@ mod tests {
             );
 
             // The private key alone signs and verifies (its public half derived), as in
-            // etcd, except for Ed25519.
+            // etcd.
             let private_only = JwtTokens::from_options(&format!(
                 "sign-method={method},priv-key={}",
                 private.display()
-            ));
-            if method == "EdDSA" {
-                let error = private_only.unwrap_err().to_string();
-                assert!(error.contains("EdDSA needs pub-key"), "{error}");
-            } else {
-                let private_only = private_only.unwrap();
-                assert_eq!(
-                    private_only.user(&token),
-                    Some(("bob".to_string(), 3)),
-                    "{method}"
-                );
-                let own = private_only.assign("carol", 4).unwrap();
-                assert_eq!(
-                    tokens.user(&own),
-                    Some(("carol".to_string(), 4)),
-                    "{method}"
-                );
-            }
+            ))
+            .unwrap();
+            assert_eq!(
+                private_only.user(&token),
+                Some(("bob".to_string(), 3)),
+                "{method}"
+            );
+            let own = private_only.assign("carol", 4).unwrap();
+            assert_eq!(
+                tokens.user(&own),
+                Some(("carol".to_string(), 4)),
+                "{method}"
+            );
 
             // The public key alone verifies what the pair signed, and signs nothing.
             let verify_only = JwtTokens::from_options(&format!(
@@ -296,6 +331,122 @@ mod tests {
                 Err(IssueError::VerifyOnly)
             ));
         }
+    }
+
+    /// Writes PEM blocks (label, DER) to a file in `dir`; its path.
+    fn pem_file(dir: &tempfile::TempDir, name: &str, blocks: &[(&str, &[u8])]) -> String {
+        let pems: Vec<pem::Pem> = blocks
+            .iter()
+            .map(|(label, der)| pem::Pem::new(*label, der.to_vec()))
+            .collect();
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem::encode_many(&pems)).unwrap();
+        path.display().to_string()
+    }
+
+    #[test]
+    fn sec1_ec_keys_sign_as_in_etcd_and_must_be_on_the_methods_curve() {
+        use aws_lc_rs::encoding::AsDer as _;
+        use aws_lc_rs::signature::{
+            ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair,
+        };
+        // The DER of each curve's name, as `openssl ecparam -genkey` writes it before the key.
+        const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+        const P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+        let cases = [
+            ("ES256", &ECDSA_P256_SHA256_FIXED_SIGNING, P256, "ES384"),
+            ("ES384", &ECDSA_P384_SHA384_FIXED_SIGNING, P384, "ES256"),
+        ];
+        for (method, curve, parameters, other_method) in cases {
+            let pair = EcdsaKeyPair::generate(curve).unwrap();
+            let sec1: aws_lc_rs::encoding::EcPrivateKeyRfc5915Der =
+                pair.private_key().as_der().unwrap();
+            let pkcs8 = pair.to_pkcs8v1().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let sec1_only = pem_file(&dir, "sec1", &[("EC PRIVATE KEY", sec1.as_ref())]);
+            let with_parameters = pem_file(
+                &dir,
+                "with-parameters",
+                &[
+                    ("EC PARAMETERS", parameters),
+                    ("EC PRIVATE KEY", sec1.as_ref()),
+                ],
+            );
+            // The same key's public half, through its PKCS#8 form.
+            let pkcs8_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.as_ref().to_vec()));
+            let public = rcgen::KeyPair::from_pem(&pkcs8_pem)
+                .unwrap()
+                .public_key_pem();
+            let public_path = dir.path().join("pub");
+            std::fs::write(&public_path, public).unwrap();
+
+            let verify_only = JwtTokens::from_options(&format!(
+                "sign-method={method},pub-key={}",
+                public_path.display()
+            ))
+            .unwrap();
+            for private in [&sec1_only, &with_parameters] {
+                let signer =
+                    JwtTokens::from_options(&format!("sign-method={method},priv-key={private}"))
+                        .unwrap();
+                let token = signer.assign("dave", 9).unwrap();
+                assert_eq!(signer.user(&token), Some(("dave".to_string(), 9)));
+                assert_eq!(verify_only.user(&token), Some(("dave".to_string(), 9)));
+                JwtTokens::from_options(&format!(
+                    "sign-method={method},priv-key={private},pub-key={}",
+                    public_path.display()
+                ))
+                .unwrap();
+            }
+
+            // A key on the other curve is refused, naming the option and the curve wanted.
+            let error = JwtTokens::from_options(&format!(
+                "sign-method={other_method},priv-key={sec1_only}"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                error.contains("priv-key is not a PEM key for")
+                    && error.contains(if other_method == "ES256" {
+                        "P-256"
+                    } else {
+                        "P-384"
+                    }),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_ed25519_private_key_that_is_not_the_public_keys_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let (private, public) = (dir.path().join("key"), dir.path().join("pub"));
+        std::fs::write(&private, one.serialize_pem()).unwrap();
+        std::fs::write(&public, other.public_key_pem()).unwrap();
+        let error = JwtTokens::from_options(&format!(
+            "sign-method=EdDSA,priv-key={},pub-key={}",
+            private.display(),
+            public.display()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("are not a pair"), "{error}");
+        // Not a key at all.
+        std::fs::write(
+            &private,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let error =
+            JwtTokens::from_options(&format!("sign-method=EdDSA,priv-key={}", private.display()))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            error.contains("priv-key is not a PEM key for EdDSA"),
+            "{error}"
+        );
     }
 
     #[test]
