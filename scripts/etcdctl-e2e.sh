@@ -61,8 +61,9 @@ echo "etcdctl e2e against $against on $endpoint (work dir $work)"
 
 passed=0
 
+ctl_flags=(--endpoints="$endpoint" --dial-timeout=3s --command-timeout=10s)
 ctl() {
-  etcdctl --endpoints="$endpoint" --dial-timeout=3s --command-timeout=10s "$@"
+  etcdctl "${ctl_flags[@]}" "$@"
 }
 
 # run ARGS...: runs etcdctl ARGS with stdin from $STDIN (if set); sets OUT, ERR and RC.
@@ -166,7 +167,9 @@ declare -A watch_pids
 start_watch() {
   local name=$1
   shift
-  ctl watch "$@" >"$work/$name.out" 2>"$work/$name.err" &
+  # exec: the background job is etcdctl itself, so that stop_watch and the cleanup kill it
+  # (killing the subshell that runs `ctl` would leave etcdctl watching forever).
+  (exec etcdctl "${ctl_flags[@]}" watch "$@") >"$work/$name.out" 2>"$work/$name.err" &
   watch_pids[$name]=$!
   SERVERS_PIDS+=("$!")
 }
