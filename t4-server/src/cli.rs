@@ -174,7 +174,7 @@ mod tests {
         let Command::Run(args) = cli.command else {
             panic!("not run")
         };
-        assert_eq!(args.listen, "0.0.0.0:3379");
+        assert_eq!(args.listen, ["0.0.0.0:3379"]);
         assert_eq!(args.data_dir, PathBuf::from("./t4-data"));
         assert_eq!(args.max_request_bytes, 1_572_864);
         assert_eq!(args.max_txn_ops, 128);
@@ -199,6 +199,47 @@ mod tests {
         };
         assert_eq!(parse(""), None);
         assert_eq!(parse("127.0.0.1:2112").as_deref(), Some("127.0.0.1:2112"));
+    }
+
+    #[test]
+    fn listen_takes_several_addresses_each_with_its_scheme() {
+        use crate::run::config::Listen;
+        let parse = |flags: &[&str]| {
+            let cli = Cli::try_parse_from([&["t4", "run"], flags].concat()).expect("parses");
+            let Command::Run(args) = cli.command else {
+                panic!("not run")
+            };
+            args.listen_addresses().map_err(|e| e.to_string())
+        };
+        let listen = |address: &str, tls| Listen {
+            address: address.to_string(),
+            tls,
+        };
+        let cert = ["--client-tls-cert", "c.pem", "--client-tls-key", "k.pem"];
+        assert_eq!(parse(&[]), Ok(vec![listen("0.0.0.0:3379", false)]));
+        // Comma-separated and repeated; a bare address is TLS when a certificate is given.
+        assert_eq!(
+            parse(&["--listen", "127.0.0.1:1,[::1]:2", "--listen", "http://h:3"]),
+            Ok(vec![
+                listen("127.0.0.1:1", false),
+                listen("[::1]:2", false),
+                listen("h:3", false)
+            ])
+        );
+        assert_eq!(
+            parse(&[&cert[..], &["--listen", "a:1,http://b:2,https://c:3"]].concat()),
+            Ok(vec![
+                listen("a:1", true),
+                listen("b:2", false),
+                listen("c:3", true)
+            ])
+        );
+        let error = |flags: &[&str]| parse(flags).expect_err("refused");
+        assert!(error(&["--listen", "https://c:3"]).contains("https needs --client-tls-cert"));
+        assert!(error(&["--listen", "unix://x"]).contains("not host:port, http://"));
+        assert!(error(&["--listen", "http://"]).contains("not host:port"));
+        assert!(error(&["--listen", "http://h:1/path"]).contains("not host:port"));
+        assert!(error(&["--listen", "a:1,"]).contains("not host:port"));
     }
 
     #[test]

@@ -143,6 +143,71 @@ fn etcdctl(pki: &Pki, t4: &T4, identity: Option<&str>, args: &[&str]) -> (bool, 
     (out.status.success(), text)
 }
 
+/// The addresses a server logged as serving the etcd API, in order.
+fn serving_addresses(t4: &T4) -> Vec<String> {
+    t4.log()
+        .lines()
+        .filter_map(|line| line.split("serving the etcd v3 API address=").nth(1))
+        .map(|address| address.trim().to_string())
+        .collect()
+}
+
+/// `--listen` takes several addresses, as etcd's `--listen-client-urls` does, each with its
+/// own scheme: one server serves TLS on one port and plain text on another, the same data on
+/// both, and advertises both URLs.
+#[tokio::test]
+async fn one_server_listens_with_tls_and_in_plain_text_on_two_addresses() {
+    let pki = Pki::new();
+    pki.issue("server", "t4 server", true);
+    let mut flags = pki.server_flags(false);
+    flags.extend(["--listen".to_string(), "http://127.0.0.1:0".to_string()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    // The harness's own `--listen 127.0.0.1:0` comes first: TLS, as the certificate is given.
+    let t4 = T4::start_tls(t4_bin!(), &flags, pki.client_tls(None)).await;
+    let addresses = serving_addresses(&t4);
+    assert_eq!(addresses.len(), 2, "{addresses:?}");
+    assert_eq!(addresses[0], t4.endpoint);
+    let plain_endpoint = &addresses[1];
+
+    let mut tls_client = t4.client().await;
+    tls_client.put("k", "both", None).await.unwrap();
+    let mut plain = Client::connect([plain_endpoint], None).await.unwrap();
+    assert_eq!(
+        plain.get("k", None).await.unwrap().kvs()[0].value(),
+        b"both"
+    );
+    plain.put("k", "plain", None).await.unwrap();
+    assert_eq!(
+        tls_client.get("k", None).await.unwrap().kvs()[0].value(),
+        b"plain"
+    );
+
+    let members = plain.member_list().await.unwrap();
+    let urls = members.members()[0].client_urls();
+    assert_eq!(
+        urls,
+        [
+            format!("https://{}", t4.endpoint),
+            format!("http://{plain_endpoint}")
+        ],
+    );
+
+    // The TLS address still serves nothing in plain text.
+    assert_plain_text_refused(&t4.endpoint).await;
+}
+
+/// A plain-text client gets nothing from the TLS address `endpoint`, and is told so promptly.
+async fn assert_plain_text_refused(endpoint: &str) {
+    let plain = async {
+        let mut c = Client::connect([endpoint], None).await?;
+        c.get("k", None).await
+    };
+    let plain = tokio::time::timeout(Duration::from_secs(10), plain)
+        .await
+        .expect("a plain-text client is refused promptly, not left hanging");
+    assert!(plain.is_err(), "a plain-text client was served: {plain:?}");
+}
+
 #[tokio::test]
 async fn tls_serves_etcd_clients_and_nothing_in_plain_text() {
     let pki = Pki::new();
@@ -164,14 +229,7 @@ async fn tls_serves_etcd_clients_and_nothing_in_plain_text() {
     );
 
     // A plain-text client gets nothing from the TLS port.
-    let plain = async {
-        let mut c = Client::connect([&t4.endpoint], None).await?;
-        c.get("k", None).await
-    };
-    let plain = tokio::time::timeout(Duration::from_secs(10), plain)
-        .await
-        .expect("a plain-text client is refused promptly, not left hanging");
-    assert!(plain.is_err(), "a plain-text client was served: {plain:?}");
+    assert_plain_text_refused(&t4.endpoint).await;
 
     // The real CLI, trusting the CA.
     let (ok, out) = etcdctl(&pki, &t4, None, &["get", "k", "--print-value-only"]);

@@ -18,6 +18,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 20s, 10m, 2h)"))
 }
 
+/// One address of `--listen`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listen {
+    /// `host:port`.
+    pub address: String,
+    /// Whether connections to it are TLS.
+    pub tls: bool,
+}
+
 /// Settings of `t4 run`.
 #[derive(Args, Clone, Debug)]
 pub struct RunArgs {
@@ -25,9 +34,17 @@ pub struct RunArgs {
     #[arg(long, env = "T4_DATA_DIR", default_value = "./t4-data")]
     pub data_dir: PathBuf,
 
-    /// Address the etcd v3 gRPC API listens on (`host:port`; port 0 picks a free port).
-    #[arg(long, env = "T4_LISTEN", default_value = "0.0.0.0:3379")]
-    pub listen: String,
+    /// Addresses the etcd v3 gRPC API listens on, comma-separated or repeated: `host:port`
+    /// (TLS when --client-tls-cert is given), `http://host:port` (plain, also with TLS
+    /// configured) or `https://host:port` (TLS, needs --client-tls-cert). Port 0 picks a free
+    /// port.
+    #[arg(
+        long,
+        env = "T4_LISTEN",
+        default_value = "0.0.0.0:3379",
+        value_delimiter = ','
+    )]
+    pub listen: Vec<String>,
 
     /// Address of the HTTP endpoint serving Prometheus metrics (`/metrics`) and etcd's
     /// `/health` (`host:port`; port 0 picks a free port). Default: none, no endpoint.
@@ -35,8 +52,8 @@ pub struct RunArgs {
     pub metrics_listen: Option<String>,
 
     /// URLs clients reach this member at, comma-separated, as `MemberList` reports them.
-    /// Default: `http://` + the listen address, with an unspecified host (0.0.0.0, ::)
-    /// replaced by this machine's hostname.
+    /// Default: one per --listen address, `http://` or `https://` (TLS) + the address, with
+    /// an unspecified host (0.0.0.0, ::) replaced by this machine's hostname.
     #[arg(long, env = "T4_ADVERTISE_CLIENT_URLS", value_delimiter = ',')]
     pub advertise_client_urls: Vec<String>,
 
@@ -142,6 +159,36 @@ impl RunArgs {
         }
     }
 
+    /// The addresses of `--listen` (checked by [`RunArgs::validate`]).
+    pub fn listen_addresses(&self) -> anyhow::Result<Vec<Listen>> {
+        let tls = self.client_tls_cert.is_some();
+        self.listen
+            .iter()
+            .map(|item| {
+                let (address, tls) = match item.split_once("://") {
+                    None => (item.as_str(), tls),
+                    Some(("http", address)) => (address, false),
+                    Some(("https", address)) if tls => (address, true),
+                    Some(("https", _)) => anyhow::bail!(
+                        "--listen {item:?}: https needs --client-tls-cert and --client-tls-key"
+                    ),
+                    Some(_) => anyhow::bail!(
+                        "--listen {item:?}: not host:port, http://host:port or https://host:port"
+                    ),
+                };
+                if address.is_empty() || address.contains('/') {
+                    anyhow::bail!(
+                        "--listen {item:?}: not host:port, http://host:port or https://host:port"
+                    );
+                }
+                Ok(Listen {
+                    address: address.to_string(),
+                    tls,
+                })
+            })
+            .collect()
+    }
+
     /// The quota in effect.
     pub fn quota(&self) -> u64 {
         if self.quota_backend_bytes == 0 {
@@ -171,6 +218,7 @@ impl RunArgs {
             }
             _ => {}
         }
+        self.listen_addresses()?;
         for url in &self.advertise_client_urls {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 anyhow::bail!("--advertise-client-urls: {url:?} is not an http:// or https:// URL");

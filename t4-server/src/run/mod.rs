@@ -116,13 +116,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         })?;
     let cluster_id = identity::cluster_id(&args.data_dir)?;
 
-    let (listener, local) = bind("--listen", &args.listen).await?;
+    // Each `--listen` address, with the TLS its connections get.
+    let mut listeners = Vec::new();
+    for listen in args.listen_addresses()? {
+        let (listener, local) = bind("--listen", &listen.address).await?;
+        let tls = tls.clone().filter(|_| listen.tls);
+        listeners.push((listener, local, tls));
+    }
+    let locals: Vec<SocketAddr> = listeners.iter().map(|(_, local, _)| *local).collect();
     let metrics_listener = match args.metrics_listen() {
         Some(address) => Some(bind("--metrics-listen", address).await?),
         None => None,
     };
     let client_urls = if args.advertise_client_urls.is_empty() {
-        vec![default_client_url(local, &hostname, tls.is_some())]
+        listeners
+            .iter()
+            .map(|(_, local, tls)| default_client_url(*local, &hostname, tls.is_some()))
+            .collect()
     } else {
         args.advertise_client_urls.clone()
     };
@@ -135,7 +145,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         etcd_api = ETCD_VERSION,
         data_dir = %args.data_dir.display(),
-        listen = %local,
+        listen = ?locals,
         client_tls = match &tls {
             None => "off",
             Some(tls) if tls.verifies_clients() => "on, client certificates required",
@@ -269,8 +279,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let mut stopping = shutdown_rx.clone();
     // `Server::tcp_nodelay` applies only to listeners tonic binds itself: `incoming` sets it
-    // on ours, and runs each connection's TLS handshake when TLS is on.
-    let incoming = tls::incoming(listener, tls);
+    // on ours, and runs each connection's TLS handshake when TLS is on for its address.
+    let incoming = futures::stream::select_all(
+        listeners
+            .into_iter()
+            .map(|(listener, _, tls)| tls::incoming(listener, tls).boxed()),
+    );
     // Each connection's answers to one batch leave in one write (`coalesce.rs`), and requests
     // with an `:authority` that `h2` would refuse are served as etcd serves them
     // (`authority.rs`).
@@ -282,7 +296,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let serve = router.serve_with_incoming_shutdown(incoming, async move {
         let _ = stopping.wait_for(|s| *s).await;
     });
-    tracing::info!(address = %local, "serving the etcd v3 API");
+    for local in &locals {
+        tracing::info!(address = %local, "serving the etcd v3 API");
+    }
     // Boxed so that it can be dropped (closing every connection) before the node closes.
     let mut serve = Box::pin(serve);
     let served = tokio::select! {
