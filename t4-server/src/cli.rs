@@ -211,30 +211,51 @@ mod tests {
             };
             args.listen_addresses().map_err(|e| e.to_string())
         };
-        let listen = |address: &str, tls| Listen {
+        let listen = |address: &str, tls, plain| Listen {
             address: address.to_string(),
             tls,
+            plain,
         };
         let cert = ["--client-tls-cert", "c.pem", "--client-tls-key", "k.pem"];
-        assert_eq!(parse(&[]), Ok(vec![listen("0.0.0.0:3379", false)]));
+        assert_eq!(parse(&[]), Ok(vec![listen("0.0.0.0:3379", false, true)]));
         // Comma-separated and repeated; a bare address is TLS when a certificate is given.
         assert_eq!(
             parse(&["--listen", "127.0.0.1:1,[::1]:2", "--listen", "http://h:3"]),
             Ok(vec![
-                listen("127.0.0.1:1", false),
-                listen("[::1]:2", false),
-                listen("h:3", false)
+                listen("127.0.0.1:1", false, true),
+                listen("[::1]:2", false, true),
+                listen("h:3", false, true)
             ])
         );
         assert_eq!(
             parse(&[&cert[..], &["--listen", "a:1,http://b:2,https://c:3"]].concat()),
             Ok(vec![
-                listen("a:1", true),
-                listen("b:2", false),
-                listen("c:3", true)
+                listen("a:1", true, false),
+                listen("b:2", false, true),
+                listen("c:3", true, false)
             ])
         );
+        // An address under both schemes serves both (as etcd), wherever the second comes.
+        assert_eq!(
+            parse(
+                &[
+                    &cert[..],
+                    &["--listen", "https://a:1,http://b:2,http://a:1"]
+                ]
+                .concat()
+            ),
+            Ok(vec![listen("a:1", true, true), listen("b:2", false, true)])
+        );
+        assert_eq!(
+            parse(&[&cert[..], &["--listen", "a:1", "--listen", "http://a:1"]].concat()),
+            Ok(vec![listen("a:1", true, true)])
+        );
         let error = |flags: &[&str]| parse(flags).expect_err("refused");
+        assert!(error(&["--listen", "a:1,http://a:1"]).contains("\"http://a:1\": given twice"));
+        assert!(
+            error(&[&cert[..], &["--listen", "https://a:1,http://a:1,a:1"]].concat())
+                .contains("given twice")
+        );
         assert!(error(&["--listen", "https://c:3"]).contains("https needs --client-tls-cert"));
         assert!(error(&["--listen", "unix://x"]).contains("not host:port, http://"));
         assert!(error(&["--listen", "http://"]).contains("not host:port"));

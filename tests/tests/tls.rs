@@ -152,22 +152,30 @@ fn serving_addresses(t4: &T4) -> Vec<String> {
         .collect()
 }
 
+/// Starts a TLS server (client certificates not required) with `--listen` given once more,
+/// as `listen`, after the harness's own `127.0.0.1:0` (TLS, as the certificate is given);
+/// the addresses it serves on.
+async fn start_with_listen(pki: &Pki, listen: &str) -> (T4, Vec<String>) {
+    pki.issue("server", "t4 server", true);
+    let mut flags = pki.server_flags(false);
+    flags.extend(["--listen".to_string(), listen.to_string()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let t4 = T4::start_tls(t4_bin!(), &flags, pki.client_tls(None)).await;
+    let addresses = serving_addresses(&t4);
+    assert_eq!(addresses[0], t4.endpoint);
+    (t4, addresses)
+}
+
 /// `--listen` takes several addresses, as etcd's `--listen-client-urls` does, each with its
 /// own scheme: one server serves TLS on one port and plain text on another, the same data on
 /// both, and advertises both URLs.
 #[tokio::test]
 async fn one_server_listens_with_tls_and_in_plain_text_on_two_addresses() {
     let pki = Pki::new();
-    pki.issue("server", "t4 server", true);
-    let mut flags = pki.server_flags(false);
-    flags.extend(["--listen".to_string(), "http://127.0.0.1:0".to_string()]);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    // The harness's own `--listen 127.0.0.1:0` comes first: TLS, as the certificate is given.
-    let t4 = T4::start_tls(t4_bin!(), &flags, pki.client_tls(None)).await;
-    let addresses = serving_addresses(&t4);
+    let (t4, addresses) = start_with_listen(&pki, "http://127.0.0.2:0").await;
     assert_eq!(addresses.len(), 2, "{addresses:?}");
-    assert_eq!(addresses[0], t4.endpoint);
     let plain_endpoint = &addresses[1];
+    assert!(plain_endpoint.starts_with("127.0.0.2:"), "{plain_endpoint}");
 
     let mut tls_client = t4.client().await;
     tls_client.put("k", "both", None).await.unwrap();
@@ -194,6 +202,46 @@ async fn one_server_listens_with_tls_and_in_plain_text_on_two_addresses() {
 
     // The TLS address still serves nothing in plain text.
     assert_plain_text_refused(&t4.endpoint).await;
+}
+
+/// An address listed under both schemes serves both, as etcd's does: a connection that
+/// starts with a TLS handshake gets TLS, any other plain text, on the one port.
+#[tokio::test]
+async fn one_address_under_both_schemes_serves_tls_and_plain_text() {
+    let pki = Pki::new();
+    let (t4, addresses) = start_with_listen(&pki, "http://127.0.0.1:0").await;
+    assert_eq!(
+        addresses,
+        std::slice::from_ref(&t4.endpoint),
+        "one port for both"
+    );
+
+    let mut tls_client = t4.client().await;
+    tls_client.put("k", "over tls", None).await.unwrap();
+    let mut plain = Client::connect([&t4.endpoint], None).await.unwrap();
+    assert_eq!(
+        plain.get("k", None).await.unwrap().kvs()[0].value(),
+        b"over tls"
+    );
+    let members = plain.member_list().await.unwrap();
+    assert_eq!(
+        members.members()[0].client_urls(),
+        [
+            format!("https://{}", t4.endpoint),
+            format!("http://{}", t4.endpoint)
+        ],
+    );
+    // The real CLI both ways.
+    let (ok, out) = etcdctl(&pki, &t4, None, &["get", "k", "--print-value-only"]);
+    assert!(ok && out.trim() == "over tls", "{out}");
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints=http://{}", t4.endpoint))
+        .args(["get", "k", "--print-value-only"])
+        .output()
+        .expect("running etcdctl (scripts/install-test-deps.sh installs it)");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "over tls");
 }
 
 /// A plain-text client gets nothing from the TLS address `endpoint`, and is told so promptly.

@@ -18,13 +18,17 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 20s, 10m, 2h)"))
 }
 
-/// One address of `--listen`.
+/// One address of `--listen`: what its connections speak. An address given under both
+/// schemes takes both, as etcd's `--listen-client-urls` does: each connection is TLS when it
+/// starts with a TLS handshake.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listen {
     /// `host:port`.
     pub address: String,
-    /// Whether connections to it are TLS.
+    /// Connections may be TLS.
     pub tls: bool,
+    /// Connections may be plain text.
+    pub plain: bool,
 }
 
 /// Settings of `t4 run`.
@@ -159,34 +163,47 @@ impl RunArgs {
         }
     }
 
-    /// The addresses of `--listen` (checked by [`RunArgs::validate`]).
+    /// The addresses of `--listen`, in the order given (checked by [`RunArgs::validate`]).
     pub fn listen_addresses(&self) -> anyhow::Result<Vec<Listen>> {
         let tls = self.client_tls_cert.is_some();
-        self.listen
-            .iter()
-            .map(|item| {
-                let (address, tls) = match item.split_once("://") {
-                    None => (item.as_str(), tls),
-                    Some(("http", address)) => (address, false),
-                    Some(("https", address)) if tls => (address, true),
-                    Some(("https", _)) => anyhow::bail!(
-                        "--listen {item:?}: https needs --client-tls-cert and --client-tls-key"
-                    ),
-                    Some(_) => anyhow::bail!(
-                        "--listen {item:?}: not host:port, http://host:port or https://host:port"
-                    ),
-                };
-                if address.is_empty() || address.contains('/') {
-                    anyhow::bail!(
-                        "--listen {item:?}: not host:port, http://host:port or https://host:port"
-                    );
+        let mut addresses: Vec<Listen> = Vec::new();
+        for item in &self.listen {
+            let (address, tls) = match item.split_once("://") {
+                None => (item.as_str(), tls),
+                Some(("http", address)) => (address, false),
+                Some(("https", address)) if tls => (address, true),
+                Some(("https", _)) => anyhow::bail!(
+                    "--listen {item:?}: https needs --client-tls-cert and --client-tls-key"
+                ),
+                Some(_) => anyhow::bail!(
+                    "--listen {item:?}: not host:port, http://host:port or https://host:port"
+                ),
+            };
+            if address.is_empty() || address.contains('/') {
+                anyhow::bail!(
+                    "--listen {item:?}: not host:port, http://host:port or https://host:port"
+                );
+            }
+            match addresses.iter_mut().find(|l| l.address == address) {
+                Some(listen) => {
+                    let kind = if tls {
+                        &mut listen.tls
+                    } else {
+                        &mut listen.plain
+                    };
+                    if *kind {
+                        anyhow::bail!("--listen {item:?}: given twice");
+                    }
+                    *kind = true;
                 }
-                Ok(Listen {
+                None => addresses.push(Listen {
                     address: address.to_string(),
                     tls,
-                })
-            })
-            .collect()
+                    plain: !tls,
+                }),
+            }
+        }
+        Ok(addresses)
     }
 
     /// The quota in effect.

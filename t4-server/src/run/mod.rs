@@ -116,23 +116,30 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         })?;
     let cluster_id = identity::cluster_id(&args.data_dir)?;
 
-    // Each `--listen` address, with the TLS its connections get.
+    // Each `--listen` address, with the TLS its connections may get, and whether they may
+    // be plain text.
     let mut listeners = Vec::new();
     for listen in args.listen_addresses()? {
         let (listener, local) = bind("--listen", &listen.address).await?;
         let tls = tls.clone().filter(|_| listen.tls);
-        listeners.push((listener, local, tls));
+        listeners.push((listener, local, tls, listen.plain));
     }
-    let locals: Vec<SocketAddr> = listeners.iter().map(|(_, local, _)| *local).collect();
+    let locals: Vec<SocketAddr> = listeners.iter().map(|(_, local, ..)| *local).collect();
     let metrics_listener = match args.metrics_listen() {
         Some(address) => Some(bind("--metrics-listen", address).await?),
         None => None,
     };
     let client_urls = if args.advertise_client_urls.is_empty() {
-        listeners
-            .iter()
-            .map(|(_, local, tls)| default_client_url(*local, &hostname, tls.is_some()))
-            .collect()
+        let mut urls = Vec::new();
+        for (_, local, tls, plain) in &listeners {
+            if tls.is_some() {
+                urls.push(default_client_url(*local, &hostname, true));
+            }
+            if *plain {
+                urls.push(default_client_url(*local, &hostname, false));
+            }
+        }
+        urls
     } else {
         args.advertise_client_urls.clone()
     };
@@ -283,7 +290,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let incoming = futures::stream::select_all(
         listeners
             .into_iter()
-            .map(|(listener, _, tls)| tls::incoming(listener, tls).boxed()),
+            .map(|(listener, _, tls, plain)| tls::incoming(listener, tls, plain).boxed()),
     );
     // Each connection's answers to one batch leave in one write (`coalesce.rs`), and requests
     // with an `:authority` that `h2` would refuse are served as etcd serves them

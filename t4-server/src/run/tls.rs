@@ -205,10 +205,14 @@ fn common_name(der: &CertificateDer<'_>) -> Option<Arc<str>> {
 
 /// The client port's connections: accepted with `TCP_NODELAY` (or Nagle's algorithm and
 /// delayed ACKs add ~40 ms to every small answer), each through its TLS handshake first
-/// when `tls` is set. Ends when the listener fails for good or the stream is dropped.
+/// when `tls` is set — with `plain` too, only a connection whose first byte starts a TLS
+/// record (a handshake, 0x16), the others served in plain text, as etcd serves an address
+/// listed under both schemes. Ends when the listener fails for good or the stream is
+/// dropped.
 pub fn incoming(
     listener: TcpListener,
     tls: Option<ClientTls>,
+    plain: bool,
 ) -> impl Stream<Item = io::Result<ClientStream>> + Send + 'static {
     let accepted = TcpIncoming::from(listener).with_nodelay(Some(true));
     let Some(tls) = tls else {
@@ -237,6 +241,17 @@ pub fn incoming(
             };
             let (tls, tx) = (tls.clone(), tx.clone());
             tokio::spawn(async move {
+                if plain {
+                    match starts_with_handshake(&tcp).await {
+                        Some(true) => {}
+                        Some(false) => {
+                            let _ = tx.send(Ok(ClientStream::plain(tcp))).await;
+                            return;
+                        }
+                        // Gone, or silent for the handshake's whole timeout.
+                        None => return,
+                    }
+                }
                 match tls.handshake(tcp).await {
                     Ok(stream) => {
                         let _ = tx.send(Ok(stream)).await;
@@ -248,6 +263,18 @@ pub fn incoming(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx).right_stream()
+}
+
+/// Whether a client's first byte starts a TLS handshake record; `None` when the client
+/// closes or sends nothing within [`HANDSHAKE_TIMEOUT`].
+async fn starts_with_handshake(tcp: &TcpStream) -> Option<bool> {
+    /// The content type of a TLS handshake record: what a ClientHello starts with.
+    const HANDSHAKE: u8 = 0x16;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await {
+        Ok(Ok(1)) => Some(first[0] == HANDSHAKE),
+        _ => None,
+    }
 }
 
 /// Who is on the other end of a client connection; tonic puts it in every request's
