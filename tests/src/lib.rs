@@ -40,6 +40,17 @@ macro_rules! t4_bin {
 /// How long a server may take to start answering.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What precedes an address the server serves the etcd API on, in its log: one line per
+/// `--listen` address.
+const SERVING: &str = "serving the etcd v3 API address=";
+
+/// The address in a log line announcing one the etcd API is served on.
+fn serving_address(line: &str) -> Option<String> {
+    line.split(SERVING)
+        .nth(1)
+        .map(|rest| rest.trim().to_string())
+}
+
 /// A running `t4 run` process.
 pub struct T4 {
     child: Option<Child>,
@@ -126,10 +137,10 @@ impl T4 {
             let mut addr_tx = Some(addr_tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.split("serving the etcd v3 API address=").nth(1)
+                if let Some(address) = serving_address(&line)
                     && let Some(tx) = addr_tx.take()
                 {
-                    let _ = tx.send(rest.trim().to_string());
+                    let _ = tx.send(address);
                 }
                 let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
                 log.push_str(&line);
@@ -213,6 +224,12 @@ impl T4 {
     /// What the server logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Every address the server serves the etcd API on, in `--listen` order (the first is
+    /// [`T4::endpoint`]).
+    pub fn serving_addresses(&self) -> Vec<String> {
+        self.log().lines().filter_map(serving_address).collect()
     }
 
     /// The binary this server runs.

@@ -143,15 +143,6 @@ fn etcdctl(pki: &Pki, t4: &T4, identity: Option<&str>, args: &[&str]) -> (bool, 
     (out.status.success(), text)
 }
 
-/// The addresses a server logged as serving the etcd API, in order.
-fn serving_addresses(t4: &T4) -> Vec<String> {
-    t4.log()
-        .lines()
-        .filter_map(|line| line.split("serving the etcd v3 API address=").nth(1))
-        .map(|address| address.trim().to_string())
-        .collect()
-}
-
 /// Starts a TLS server (client certificates not required) with `--listen` given once more,
 /// as `listen`, after the harness's own `127.0.0.1:0` (TLS, as the certificate is given);
 /// the addresses it serves on.
@@ -161,7 +152,7 @@ async fn start_with_listen(pki: &Pki, listen: &str) -> (T4, Vec<String>) {
     flags.extend(["--listen".to_string(), listen.to_string()]);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let t4 = T4::start_tls(t4_bin!(), &flags, pki.client_tls(None)).await;
-    let addresses = serving_addresses(&t4);
+    let addresses = t4.serving_addresses();
     assert_eq!(addresses[0], t4.endpoint);
     (t4, addresses)
 }

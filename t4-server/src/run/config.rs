@@ -175,9 +175,8 @@ impl RunArgs {
                 Some(("https", _)) => anyhow::bail!(
                     "--listen {item:?}: https needs --client-tls-cert and --client-tls-key"
                 ),
-                Some(_) => anyhow::bail!(
-                    "--listen {item:?}: not host:port, http://host:port or https://host:port"
-                ),
+                // Another scheme: refused below, as a malformed address is.
+                Some(_) => ("", false),
             };
             if address.is_empty() || address.contains('/') {
                 anyhow::bail!(
