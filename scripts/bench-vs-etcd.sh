@@ -7,6 +7,7 @@
 #   OPS=50000 scripts/bench-vs-etcd.sh par-put mixed
 #   T4_RUN_FLAGS="--s3-bucket ..." scripts/bench-vs-etcd.sh   # extra `t4 run` flags
 #   ROUNDS=5 OPS=5000 scripts/bench-vs-etcd.sh seq-put par-put   # alternate t4 and etcd 5 times
+#   T4=target/release/t4 scripts/bench-vs-etcd.sh   # this binary (default: scripts/build-release.sh's)
 #
 # With ROUNDS > 1 each workload runs against t4, then etcd, then t4 again and so on, and the
 # table gives each server's median throughput (and the latencies of its median round), the
@@ -23,8 +24,16 @@ source "$here/lib/servers.sh"
 servers_init
 
 root=$(cd "$here/.." && pwd)
-(cd "$root" && cargo build -q --release --bin t4)
-T4=$(find_t4 release)
+# The t4 under test: $T4 if given, else the profile-guided release build of
+# scripts/build-release.sh (T4_BUILD=plain: `cargo build --release` instead).
+if [ -z "${T4:-}" ]; then
+  if [ "${T4_BUILD:-pgo}" = plain ]; then
+    (cd "$root" && cargo build -q --release --bin t4)
+    T4=$(find_t4 release)
+  else
+    T4=$("$here/build-release.sh")
+  fi
+fi
 OPS=${OPS:-20000}
 ROUNDS=${ROUNDS:-1}
 OUT=${OUT:-$root/target/bench-vs-etcd}
